@@ -1,0 +1,34 @@
+"""The layering rules of DESIGN.md, checked in fresh interpreters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _loaded_modules_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import training",
+        "import training.cli",
+        "import training.model, training.predict, training.train, training.voc",
+    ],
+)
+def test_training_never_loads_qt(statement: str) -> None:
+    loaded = _loaded_modules_after(statement)
+    qt = sorted(m for m in loaded if m.split(".")[0] in {"PySide6", "shiboken6", "qtawesome"})
+    assert not qt, f"{statement!r} loaded Qt modules: {qt}"
+    assert not any(m.split(".")[0] == "fcn_studio" for m in loaded)
+
+
+def test_training_package_import_is_light() -> None:
+    # The app imports `training` on the GUI thread; torch must load lazily.
+    assert "torch" not in _loaded_modules_after("import training")
