@@ -1,0 +1,145 @@
+"""Paired image/label augmentation for training (torchvision reference recipe).
+
+Every transform takes and returns ``(image, label)``: image ``3 x H x W`` uint8
+RGB, label ``H x W`` (any integer dtype, 255 = void). Geometry is applied to both
+with the same parameters (bilinear for the image, nearest for the label, so a
+label only ever takes values it already had); colour only touches the image.
+Images stay uint8: normalisation happens later on the device
+(``training.preprocess.Normalization.apply``).
+
+Randomness comes from torch's global generator, which DataLoader seeds per
+worker, so workers never repeat each other's augmentations. Transforms are plain
+classes (not closures) so they pickle into spawned worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torchvision.transforms.v2 import ColorJitter, InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from .palette import VOID
+
+PairTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def _uniform(lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(()))
+
+
+def _randint(lo: int, hi: int) -> int:
+    """Uniform integer in [lo, hi] (inclusive)."""
+    return int(torch.randint(lo, hi + 1, ()))
+
+
+def _paste(region: Tensor, top: int, left: int, height: int, width: int, fill: int) -> Tensor:
+    """A ``height x width`` canvas of ``fill`` with ``region`` placed at (top, left)."""
+    out = region.new_full((*region.shape[:-2], height, width), fill)
+    rh, rw = region.shape[-2:]
+    out[..., top : top + rh, left : left + rw] = region
+    return out
+
+
+class RandomScaleCrop:
+    """Scale by a random factor, then take a random ``crop_size`` window.
+
+    Where the scaled image is smaller than the crop, the window reaches past it
+    and the rest is filled with 0 (image) and 255 (label, void), with the image
+    placed at a random offset. Only the source region under the window is
+    resized, so a 2x zoom of a 12 MP photo costs a crop-sized resize, not 48 MP.
+    """
+
+    def __init__(self, crop_size: int | tuple[int, int],
+                 scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
+        ch, cw = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
+        if ch < 1 or cw < 1:
+            raise ValueError(f"crop_size must be positive, not {crop_size}")
+        lo, hi = scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must satisfy 0 < min <= max, not {scale_range}")
+        self.crop = (int(ch), int(cw))
+        self.scale_range = (float(lo), float(hi))
+
+    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        h, w = label.shape[-2:]
+        ch, cw = self.crop
+        s = _uniform(*self.scale_range)
+        sh, sw = max(1, round(h * s)), max(1, round(w * s))
+        # Window origin in scaled coordinates; negative means padding before the image.
+        top = _randint(min(0, sh - ch), max(0, sh - ch))
+        left = _randint(min(0, sw - cw), max(0, sw - cw))
+        y0, y1 = max(top, 0), min(top + ch, sh)
+        x0, x1 = max(left, 0), min(left + cw, sw)
+        # The source rectangle that maps onto scaled [y0, y1) x [x0, x1).
+        fy, fx = h / sh, w / sw
+        sy0, sx0 = int(y0 * fy), int(x0 * fx)
+        sy1 = min(h, max(sy0 + 1, round(y1 * fy)))
+        sx1 = min(w, max(sx0 + 1, round(x1 * fx)))
+        out_size = [y1 - y0, x1 - x0]
+        img = F.resized_crop(image, sy0, sx0, sy1 - sy0, sx1 - sx0, out_size,
+                             interpolation=InterpolationMode.BILINEAR, antialias=True)
+        # NEAREST_EXACT samples pixel centres as bilinear does, so labels stay on the
+        # image content rather than shifting by half a pixel.
+        lab = F.resized_crop(label.unsqueeze(0), sy0, sx0, sy1 - sy0, sx1 - sx0, out_size,
+                             interpolation=InterpolationMode.NEAREST_EXACT).squeeze(0)
+        if out_size != [ch, cw]:
+            img = _paste(img, y0 - top, x0 - left, ch, cw, 0)
+            lab = _paste(lab, y0 - top, x0 - left, ch, cw, VOID)
+        return img, lab
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        if float(torch.rand(())) < self.p:
+            return image.flip(-1), label.flip(-1)
+        return image, label
+
+
+class ImageOnly:
+    """Apply an image transform (e.g. colour jitter) and leave the label alone."""
+
+    def __init__(self, transform: Callable[[Tensor], Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        return self.transform(image), label
+
+
+class Compose:
+    def __init__(self, transforms: list[PairTransform]) -> None:
+        self.transforms = transforms
+
+    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        for t in self.transforms:
+            image, label = t(image, label)
+        return image, label
+
+
+class Identity:
+    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        return image, label
+
+
+def train_transform(crop_size: int | tuple[int, int],
+                    scale_range: tuple[float, float] = (0.5, 2.0), hflip: bool = True,
+                    color_jitter: bool = True) -> PairTransform:
+    """Random scale + crop (padded with 0 / void), horizontal flip, colour jitter."""
+    steps: list[PairTransform] = [RandomScaleCrop(crop_size, scale_range)]
+    if hflip:
+        steps.append(RandomHorizontalFlip())
+    if color_jitter:
+        # After the crop, so the jitter only touches crop-sized images. No hue: it
+        # costs an HSV round trip and road-scene classes are partly defined by colour.
+        steps.append(ImageOnly(ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)))
+    return Compose(steps)
+
+
+def eval_transform() -> PairTransform:
+    """No change: evaluation sees each image at full size."""
+    return Identity()
