@@ -30,6 +30,7 @@ import numpy as np
 from training import voc
 from training.atomic import atomic_open
 from training.errors import DataError, ImageReadError
+from training.id_masks import import_id_masks
 from training.images import image_size, list_images, read_image
 from training.palette import VOC_CLASSES
 
@@ -197,11 +198,8 @@ class Project:
 
         ``void_id`` is the mask value meaning "unlabelled"; it becomes 255.
         """
-        from training.id_masks import import_id_masks
-
-        dest = Path(dest_root)
-        import_id_masks(images_dir, masks_dir, dest, class_names, void_id)
-        return cls.open(dest)
+        import_id_masks(images_dir, masks_dir, dest_root, class_names, void_id)
+        return cls.open(dest_root)
 
     # -- paths and entries --------------------------------------------------------------
 
@@ -359,7 +357,7 @@ class Project:
         voc.check_label(label, path, len(self.classes), self.image_size(image_id))
         effort = self._effort(image_id, label)
         if not (self.root / voc.CLASS_NAMES_FILE).is_file():
-            _write(lambda: self.classes.save(self.root), self.root / voc.CLASS_NAMES_FILE)
+            self.save_classes()  # a VOC copy without one: make the dataset self-describing
         _write(lambda: voc.write_label(path, label), path)
         with self._lock:
             self._labelled.add(image_id)
@@ -372,8 +370,8 @@ class Project:
             # Every labelled image belongs in the lists, not only this one: after
             # labelme2voc (no ImageSets) the first save lists them all.
             new_lists = self._splits.plan(sorted(i for i in self._labelled if i in self._images))
-        if new_lists is not None:
-            self._splits.commit(new_lists)
+            if new_lists is not None:
+                self._splits.commit(new_lists)
         self.flush()
         return effort
 
@@ -397,11 +395,15 @@ class Project:
             self._state_dirty = False
             self._state_written = time.monotonic()
 
+    def save_classes(self) -> None:
+        """Write class_names.txt and the custom colours after add / rename / set_color."""
+        _write(lambda: self.classes.save(self.root), self.root / voc.CLASS_NAMES_FILE)
+
     def apply_class_change(self, plan: ClassChange) -> None:
         """Apply a class delete/move plan: labels and stored predictions are remapped."""
         predictions = [self.prediction_path(i) for i in sorted(self._predicted)]
         self.classes.apply(plan, self.root, extra_paths=predictions)
-        self.classes.save(self.root)
+        self.save_classes()  # the colours file; class_names.txt is already written
 
 
 def _write(action: Callable[[], object], path: Path) -> None:

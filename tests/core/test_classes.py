@@ -164,3 +164,16 @@ def test_a_stale_plan_is_refused(tmp_path: Path) -> None:
     p.classes.add("fish")
     with pytest.raises(ClassEditRefused, match="changed"):
         p.apply_class_change(plan)
+
+
+def test_project_saves_class_edits_that_keep_ids(tmp_path: Path) -> None:
+    labels = _project(tmp_path)
+    p = Project.open(tmp_path)
+    p.classes.add("fish")
+    p.classes.rename(1, "kitten")
+    p.classes.set_color(2, (5, 6, 7))
+    p.save_classes()
+    again = Project.open(tmp_path)
+    assert again.classes.names == ("background", "kitten", "dog", "bird", "fish")
+    assert again.classes.color(2) == (5, 6, 7)
+    np.testing.assert_array_equal(again.load_label("a"), labels["a"])  # ids unchanged
