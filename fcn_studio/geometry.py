@@ -1,8 +1,10 @@
 """Pixel geometry for the editing tools: brush capsules, polygons, connected regions.
 
-Pure numpy, no Qt. Every function works on a bounded window and returns
-``(y0, x0, mask)``: the top-left corner of a bool mask in image rows/columns,
-so callers touch only that window of the label map, never the whole image.
+Pure numpy, no Qt. The mask functions return ``(y0, x0, mask)``: the
+top-left corner of a bool mask in image rows/columns, so callers touch only
+that window of the label map. Brush and polygon work only within their
+window; the flood fill within the rows its region reaches (except its
+fallback for salt-and-pepper regions, see :func:`connected_region`).
 
 Coordinates: image pixel coordinates as the canvas maps them, ``x`` = column,
 ``y`` = row, floats allowed. Pixel ``(row, col)`` covers ``[col, col + 1) x

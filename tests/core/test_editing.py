@@ -99,6 +99,14 @@ def test_stroke_matches_brute_force_capsules_including_off_image_points() -> Non
         assert np.array_equal(label == 9, capsule_oracle(label.shape, points, radius))
 
 
+def test_stroke_from_far_off_image_paints_only_the_clipped_part() -> None:
+    label = np.zeros((50, 50), np.uint8)
+    points = [(-1e7, 25.5), (25.5, 25.5), (25.5, 1e9)]
+    paint(label, points, 5, 2.0)
+    assert np.array_equal(label == 5, capsule_oracle(label.shape, points, 2.0))
+    assert (label[24:27, :26] == 5).all() and (label[25:, 24:27] == 5).all()
+
+
 def test_add_point_returns_the_changed_box() -> None:
     label = np.zeros((100, 100), np.uint8)
     stroke = Stroke(label, 2, 3.0)
