@@ -3,7 +3,9 @@
 The naive baseline lists the same folder and reads every image header (what an
 open that shows sizes up front would do). Both run in this process on the same
 folder with a warm file cache, best of ``--repeat`` runs; the figure to read is
-the ratio. Tests never assert times; this script only prints them.
+the ratio. Also the time of ``save_label`` for a new 500x375 label in that project
+(label PNG, split lists, state.json) beside writing the bare label PNG alone.
+Tests never assert times; this script only prints them.
 
     .venv/bin/python benchmarks/bench_project.py [--images 10000] [--repeat 5]
 """
@@ -62,6 +64,22 @@ def project_open(root: Path) -> int:
     return len(p)
 
 
+def save_times(root: Path, repeat: int) -> tuple[float, float]:
+    """Best save_label time of new labels, and of the bare label PNG write."""
+    p = Project.open(root)
+    unlabelled = [i for i in p.ids if p.state_of(i) == "new"]
+    label = np.random.default_rng(1).integers(0, 3, (375, 500)).astype(np.uint8)
+    ours, bare = [], []
+    for iid in unlabelled[:repeat]:
+        t0 = time.perf_counter()
+        p.save_label(iid, label)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        voc.write_label(root / "bare.png", label)
+        bare.append(time.perf_counter() - t0)
+    return min(ours), min(bare)
+
+
 def best_of(fn: Callable[[Path], int], root: Path, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -82,11 +100,14 @@ def main() -> None:
         ours = best_of(project_open, root, args.repeat)
         open_only = best_of(lambda r: len(Project.open(r)), root, args.repeat)
         naive = best_of(naive_open, root, max(1, args.repeat // 2))
+        save, bare = save_times(root, args.repeat)
     print(f"images: {args.images}")
     print(f"Project.open + entry() for every id: {ours * 1000:8.1f} ms"
           f"  (open alone {open_only * 1000:.1f} ms)")
     print(f"naive open (list + read every header): {naive * 1000:8.1f} ms")
     print(f"ratio naive / ours: {naive / ours:.1f}x")
+    print(f"save_label (new label, lists, state.json): {save * 1000:8.1f} ms, "
+          f"bare label PNG write {bare * 1000:.1f} ms, ratio {save / bare:.1f}x")
 
 
 if __name__ == "__main__":

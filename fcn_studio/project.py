@@ -97,10 +97,12 @@ class Project:
     in-memory bookkeeping is guarded by one lock.
     """
 
-    def __init__(self, root: Path, images: dict[str, Path], classes: ClassSet,
+    def __init__(self, root: Path, images: dict[str, str], classes: ClassSet,
                  warnings: list[str]) -> None:
         self.root = root
         self._images = images
+        self._image_dir = root / voc.IMAGES_DIR
+        self._paths: dict[str, Path] = {}
         self._ids: tuple[str, ...] = tuple(sorted(images))
         self.classes = classes
         self._lock = threading.RLock()
@@ -228,10 +230,15 @@ class Project:
         return image_id in self._images
 
     def image_path(self, image_id: str) -> Path:
-        try:
-            return self._images[image_id]
-        except KeyError:
-            raise KeyError(f"no image {image_id!r} in {self.root}") from None
+        path = self._paths.get(image_id)
+        if path is None:
+            # Built on first use: Path objects for every image would double the open time.
+            try:
+                path = self._image_dir / self._images[image_id]
+            except KeyError:
+                raise KeyError(f"no image {image_id!r} in {self.root}") from None
+            self._paths[image_id] = path
+        return path
 
     def label_path(self, image_id: str) -> Path:
         return self.root / voc.LABELS_DIR / f"{image_id}.png"
@@ -241,19 +248,21 @@ class Project:
 
     def state_of(self, image_id: str) -> State:
         self.image_path(image_id)
-        with self._lock:
-            if image_id in self._corrected:
-                return CORRECTED
-            if image_id in self._labelled:
-                return SAVED
-            return PREDICTED if image_id in self._predicted else NEW
+        return self._state_of(image_id)
+
+    def _state_of(self, image_id: str) -> State:
+        if image_id in self._corrected:
+            return CORRECTED
+        if image_id in self._labelled:
+            return SAVED
+        return PREDICTED if image_id in self._predicted else NEW
 
     def entry(self, image_id: str) -> ImageEntry:
         path = self.image_path(image_id)
         with self._lock:
             rec = self._state.images.get(image_id)
             return ImageEntry(
-                id=image_id, image_path=path, state=self.state_of(image_id),
+                id=image_id, image_path=path, state=self._state_of(image_id),
                 error=self._errors.get(image_id),
                 correction_effort=rec.correction_effort if rec else None,
                 mean_uncertainty=(rec.mean_uncertainty
