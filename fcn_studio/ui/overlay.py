@@ -39,6 +39,8 @@ _SAMPLE_MARGIN: Final = 2
 # Past this many rectangles a repaint region is drawn as its bounding rect:
 # fewer, larger draws beat many tiny ones.
 _MAX_REGION_RECTS: Final = 8
+# Pixels per block when converting uncertainty: ~1 MB of float32, cache-sized.
+_HEAT_BLOCK: Final = 1 << 18
 
 
 def check_image(rgb: np.ndarray, label: np.ndarray) -> None:
@@ -154,13 +156,22 @@ def heat_lut(max_alpha: int = 200) -> ARGBArray:
 def uncertainty_to_argb(
     uncertainty: np.ndarray, lut: ARGBArray | None = None, out: ARGBArray | None = None,
 ) -> ARGBArray:
-    """Map an ``H x W`` float array in [0, 1] through :func:`heat_lut`; NaN counts as 0."""
-    u = np.nan_to_num(np.asarray(uncertainty, dtype=np.float32), nan=0.0)
-    idx = np.clip(u * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+    """Map an ``H x W`` float array in [0, 1] through :func:`heat_lut`; NaN counts as 0.
+
+    Works in blocks of rows with float32 scratch space: a 12 MP float64 map would
+    otherwise go through several full-size temporaries.
+    """
+    u = np.asarray(uncertainty)
     table = heat_lut() if lut is None else lut
-    if out is None:
-        return np.take(table, idx)
-    np.take(table, idx, out=out, mode="clip")
+    out = np.empty(u.shape, dtype=np.uint32) if out is None else out
+    rows = max(1, _HEAT_BLOCK // max(1, u.shape[1]))
+    for r0 in range(0, u.shape[0], rows):
+        block = u[r0:r0 + rows].astype(np.float32)  # a copy: safe to work in place
+        np.multiply(block, 255.0, out=block)
+        np.add(block, 0.5, out=block)
+        np.fmax(block, 0.0, out=block)  # fmax also turns NaN into 0
+        np.fmin(block, 255.0, out=block)
+        np.take(table, block.astype(np.uint8), out=out[r0:r0 + rows], mode="clip")
     return out
 
 
@@ -259,7 +270,8 @@ class OverlayLayers:
         self.label: np.ndarray | None = None
         self.buf: ARGBArray | None = None
         self._img: QImage | None = None
-        self.heat: ARGBArray | None = None
+        self.uncertainty: np.ndarray | None = None
+        self._heat: ARGBArray | None = None
         self._heat_img: QImage | None = None
 
     def attach(self, rgb: np.ndarray, label: np.ndarray) -> None:
@@ -313,14 +325,25 @@ class OverlayLayers:
         self.recolor()
 
     def set_uncertainty(self, uncertainty: np.ndarray | None) -> None:
-        """Build the heat buffer (whole image, once per prediction) or drop it."""
+        """Keep the uncertainty map; its heat buffer is built when first shown.
+
+        Switching images must stay fast, and most of the time the heat map is
+        hidden: building it costs a whole-image pass, paid once per prediction
+        and only if someone looks.
+        """
         if uncertainty is not None and self.label is not None \
                 and uncertainty.shape != self.label.shape:
             raise ValueError(f"uncertainty is {uncertainty.shape}, label is {self.label.shape}")
-        self.heat = self._heat_img = None
-        if uncertainty is not None:
-            self.heat = uncertainty_to_argb(uncertainty)
-            self._heat_img = qimage_argb(self.heat)
+        self.uncertainty = uncertainty
+        self._heat = self._heat_img = None
+
+    @property
+    def heat(self) -> ARGBArray | None:
+        """The heat buffer (built now if needed), or None without uncertainty."""
+        if self._heat is None and self.uncertainty is not None:
+            self._heat = uncertainty_to_argb(self.uncertainty)
+            self._heat_img = qimage_argb(self._heat)
+        return self._heat
 
     def paint(self, painter: QPainter, region: QRegion, view: ViewTransform, smooth: bool) -> None:
         """Paint the exposed ``region`` (widget coords): backdrop, image and layers.
@@ -352,7 +375,7 @@ class OverlayLayers:
             # One-pixel outlines vanish at the opacity that suits filled regions.
             painter.setOpacity(min(1.0, 2.0 * self.opacity) if self.outline else self.opacity)
             painter.drawImage(target, self._img, source)
-        if self.heat_visible and self._heat_img is not None:
+        if self.heat_visible and self.heat is not None:
             painter.setOpacity(1.0)
             painter.drawImage(target, self._heat_img, source)
         painter.setOpacity(1.0)
