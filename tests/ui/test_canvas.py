@@ -456,3 +456,58 @@ def test_tool_switch_commits_live_stroke_and_clear(canvas):
     assert not canvas.has_image()
     click(canvas, 5.5, 5.5)  # no image: ignored
     canvas.grab()
+
+
+def test_space_drag_pans_without_painting(canvas):
+    QApplication.sendEvent(canvas, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Space, NOMOD, " "))
+    before = canvas.image_to_widget(0, 0)
+    drag(canvas, [(10.0, 10.0), (15.0, 12.0)])  # 5 x 2 image px = 20 x 8 widget px at zoom 4
+    QApplication.sendEvent(canvas, QKeyEvent(QEvent.Type.KeyRelease, Qt.Key.Key_Space, NOMOD, " "))
+    assert canvas.image_to_widget(0, 0) - before == QPointF(20, 8)
+    assert canvas.label().max() == 0 and canvas.undo_stack().count() == 0
+    drag(canvas, [(10.5, 10.5)])  # Space released: the brush paints again
+    assert canvas.label().max() == 1
+
+
+def test_panned_screen_equals_a_full_repaint(canvas, qtbot):
+    """Panning scrolls the pixels on screen; the result must match a fresh paint."""
+    canvas.label()[10:40, 10:50] = 3
+    canvas.refresh_overlay()
+    canvas.set_zoom(2.5)
+    mid = Qt.MouseButton.MiddleButton
+    send_mouse(canvas, QEvent.Type.MouseButtonPress, 30, 30, button=mid)
+    for _ in range(14):
+        pos = canvas.image_to_widget(30, 30) + QPointF(7, -3)
+        QApplication.sendEvent(canvas, QMouseEvent(
+            QEvent.Type.MouseMove, pos, QPointF(canvas.mapToGlobal(pos)), NOB, mid, NOMOD))
+        QApplication.processEvents()
+    send_mouse(canvas, QEvent.Type.MouseButtonRelease, 30, 30, button=mid)
+    QApplication.processEvents()
+    on_screen = QApplication.primaryScreen().grabWindow(canvas.winId()).toImage()
+    fresh = canvas.grab().toImage()
+    assert on_screen.convertToFormat(fresh.format()) == fresh
+
+
+def test_undo_of_a_previous_image_edits_only_that_label(canvas):
+    label_a, stack_a = canvas.label(), canvas.undo_stack()
+    canvas.set_brush_radius(2)
+    drag(canvas, [(10.5, 10.5), (40.5, 20.5)])
+    label_b = np.full((H, W), 2, np.uint8)
+    canvas.set_image(np.zeros((H, W, 3), np.uint8), label_b, QUndoStack())
+    overlay_b = canvas.overlay_buffer().copy()
+    edited: list[tuple] = []
+    canvas.labelEdited.connect(edited.append)
+    stack_a.undo()
+    assert label_a.max() == 0 and (label_b == 2).all()
+    assert edited == [] and (canvas.overlay_buffer() == overlay_b).all()
+
+
+def test_heat_map_is_built_only_when_shown(canvas):
+    u = np.linspace(0, 1, H * W, dtype=np.float32).reshape(H, W)
+    u[0, 0] = np.nan
+    canvas.set_uncertainty(u)
+    assert canvas._layers._heat is None  # a switch does not pay for a hidden heat map
+    canvas.set_uncertainty_visible(True)
+    canvas.grab()
+    heat = canvas.heat_buffer()
+    assert heat[0, 0] == 0 and heat[-1, -1] >> 24 == 200
