@@ -131,6 +131,27 @@ class Canvas(QWidget):
             self._stack.push(cmd)
         return cmd is not None
 
+    def undo(self) -> None:
+        """Undo, gesture-aware: bind the Undo action here rather than to the stack.
+
+        Mid-stroke the live stroke becomes its own step first, so it is what gets
+        undone (undoing an older step under a live stroke would leave the stroke
+        holding stale "before" values); mid-polygon the last vertex goes.
+        """
+        if self._stack is not None and not self._tool.step_back():
+            self._settle()
+            self._stack.undo()
+
+    def redo(self) -> None:
+        """Redo (a live stroke is committed first, which leaves nothing to redo)."""
+        if self._stack is not None:
+            self._settle()
+            self._stack.redo()
+
+    def _settle(self) -> None:
+        if self.is_painting():
+            self._tool.deactivate()
+
     # ------------------------------------------------------------- overlay
     def refresh_overlay(self, bbox: Box | None = None) -> None:
         """Recolour the label overlay inside ``bbox`` (None: all), repaint only that area."""

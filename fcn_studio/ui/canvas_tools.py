@@ -32,26 +32,17 @@ CLOSE_DISTANCE_PX: Final = 6.0
 
 
 class ToolHost(Protocol):
-    """What tools need from the canvas."""
+    """What tools need from the canvas (:class:`~fcn_studio.ui.canvas.Canvas`)."""
 
     def label(self) -> np.ndarray | None: ...
-
     def paint_policy(self) -> PaintPolicy: ...
-
     def class_value(self) -> int: ...
-
     def brush_radius(self) -> float: ...
-
     def refresh_overlay(self, bbox: Box | None = None) -> None: ...
-
     def push_edit(self, delta: Delta, text: str) -> None: ...
-
     def pick_class(self, value: int) -> None: ...
-
     def image_to_widget(self, x: float, y: float) -> QPointF: ...
-
     def widget_to_image(self, pos: QPointF) -> QPointF: ...
-
     def update_widget_rect(self, rect: QRectF) -> None: ...
 
 
@@ -85,6 +76,10 @@ class Tool:
 
     def deactivate(self) -> None:
         """The tool is being switched away from or the image is going: settle up."""
+
+    def step_back(self) -> bool:
+        """Undo was asked mid-gesture: take back one step of it; True if there was one."""
+        return False
 
     def paint(self, painter: QPainter, cursor: QPointF | None) -> None:
         """Draw tool feedback (in widget coordinates) on top of the image.
@@ -276,8 +271,7 @@ class PolygonTool(Tool):
         elif k == Qt.Key.Key_Escape and self.points:
             self.cancel()
         elif k == Qt.Key.Key_Backspace and self.points:
-            self._update_feedback(None)
-            self.points.pop()
+            self.step_back()
         else:
             return False
         return True
@@ -301,6 +295,13 @@ class PolygonTool(Tool):
 
     def deactivate(self) -> None:
         self.cancel()
+
+    def step_back(self) -> bool:
+        if not self.points:
+            return False
+        self._update_feedback(None)
+        self.points.pop()
+        return True
 
     def paint(self, painter: QPainter, cursor: QPointF | None) -> None:
         if not self.points:

@@ -511,3 +511,23 @@ def test_heat_map_is_built_only_when_shown(canvas):
     canvas.grab()
     heat = canvas.heat_buffer()
     assert heat[0, 0] == 0 and heat[-1, -1] >> 24 == 200
+
+
+def test_undo_mid_gesture(canvas):
+    canvas.label()[:, :] = 4
+    canvas.set_brush_radius(0.5)
+    drag(canvas, [(2.5, 2.5), (8.5, 2.5)])  # an earlier step
+    send_mouse(canvas, QEvent.Type.MouseButtonPress, 2.5, 20.5)
+    send_mouse(canvas, QEvent.Type.MouseMove, 30.5, 20.5, button=NOB, buttons=LEFT)
+    canvas.undo()  # Ctrl+Z with the button still down takes back the live stroke
+    assert (canvas.label()[20] == 4).all() and (canvas.label()[2, 2:9] == 1).all()
+    send_mouse(canvas, QEvent.Type.MouseMove, 40.5, 20.5, button=NOB, buttons=LEFT)
+    send_mouse(canvas, QEvent.Type.MouseButtonRelease, 40.5, 20.5)
+    assert (canvas.label()[20] == 4).all()  # the rest of that drag paints nothing
+    canvas.redo()
+    assert (canvas.label()[20, 2:31] == 1).all()
+    canvas.set_tool("polygon")
+    for p in [(5.0, 5.0), (30.0, 5.0), (30.0, 30.0)]:
+        click(canvas, *p)
+    canvas.undo()
+    assert len(canvas.tool_object().points) == 2 and canvas.undo_stack().index() == 2
