@@ -160,7 +160,7 @@ class Canvas(QWidget):
             self.update_widget_rect(self.image_rect_to_widget(box))
 
     def set_palette(self, colors: np.ndarray) -> None:
-        """Class colours: 256 x 3 uint8 (index 255 is void's colour, VOC (224, 224, 192))."""
+        """Class colours, N x 3 uint8 (N <= 256; unlisted ids keep theirs, void's is VOC's)."""
         self._layers.set_palette(colors)
         self.update()
 

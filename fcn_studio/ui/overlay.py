@@ -309,10 +309,18 @@ class OverlayLayers:
         return box
 
     def set_palette(self, colors: np.ndarray) -> None:
-        """256 x 3 uint8 class colours; validated before anything changes."""
-        lut = label_lut(colors, hidden=self.hidden)
-        self.colors = np.array(colors, dtype=np.uint8)
-        self.lut = lut
+        """Class colours, N x 3 uint8 with N <= 256; rows past N keep their current colour.
+
+        So a project's C class colours can be passed as they are, and void (255)
+        keeps its colour. Validated before anything changes.
+        """
+        colors = np.asarray(colors, dtype=np.uint8)
+        if colors.ndim != 2 or colors.shape[1] != 3 or not 0 < colors.shape[0] <= 256:
+            raise ValueError(f"palette must be N x 3 with N <= 256, got {colors.shape}")
+        full = self.colors.copy()
+        full[:colors.shape[0]] = colors
+        self.colors = full
+        self.lut = label_lut(full, hidden=self.hidden)
         self.recolor()
 
     def set_hidden(self, classes: frozenset[int]) -> None:

@@ -323,10 +323,12 @@ def test_hidden_class_has_zero_alpha_but_label_kept(canvas):
 
 def test_palette_and_void_colour(canvas):
     canvas.label()[0, 0] = 255
-    colors = np.zeros((256, 3), np.uint8)
-    colors[255] = (224, 224, 192)
-    canvas.set_palette(colors)
-    assert canvas.overlay_buffer()[0, 0] == 0xFFE0E0C0
+    canvas.label()[0, 1] = 2
+    canvas.set_palette(np.array([[0, 0, 0], [10, 20, 30], [40, 50, 60]], np.uint8))
+    assert canvas.overlay_buffer()[0, 1] == 0xFF28323C  # class 2's new colour
+    assert canvas.overlay_buffer()[0, 0] == 0xFFE0E0C0  # void keeps the VOC colour
+    with pytest.raises(ValueError):
+        canvas.set_palette(np.zeros((300, 3), np.uint8))
 
 
 def test_outline_mode_shows_boundaries_only(canvas):
