@@ -1,0 +1,293 @@
+"""FCN-32s, FCN-16s and FCN-8s on a VGG16 backbone (Long, Shelhamer, Darrell).
+
+Layer names are the reference ones (``conv1_1`` ... ``fc7``, ``score_fr``,
+``score_pool4``, ``upscore2`` ...), so pytorch-fcn and Caffe-converted state dicts
+load with a plain ``load_state_dict``. Two alignments (DESIGN.md, "FCN-8s: facts"):
+
+- ``reference``: exactly the published network: conv1_1 pads by 100, fc6 has no
+  padding, and Caffe's crop offsets line the skips up. Any input size works.
+- ``same``: conv1_1 pads by 1, fc6 by 3 and the input is padded to a multiple of
+  32, so every skip already has the size of the upsampled score it joins. Same
+  weights, about 1.7x less compute at 500x500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Final
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ARCHS: Final = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
+BACKBONES: Final = ("vgg16", "vgg16_bn")
+ALIGNMENTS: Final = ("same", "reference")
+
+MAX_CLASSES: Final = 255
+"""Label maps are uint8 with 255 = void, so class ids run 0..254."""
+
+VGG16_BLOCKS: Final = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+"""Output channels of each 3x3 conv, per block; a 2x2 max-pool ends every block."""
+
+REFERENCE_OFFSETS: Final[Mapping[str, Mapping[str, int]]] = {
+    "fcn32s": {"final": 19},
+    "fcn16s": {"score_pool4": 5, "final": 27},
+    "fcn8s": {"score_pool4": 5, "score_pool3": 9, "final": 31},
+    "fcn8s-atonce": {"score_pool4": 5, "score_pool3": 9, "final": 31},
+}
+"""Where Caffe's crop layers start in the reference network (from its coordinate maps)."""
+
+AT_ONCE_SCALES: Final = {"score_pool4": 0.01, "score_pool3": 0.0001}
+"""FCN-8s at once damps the skips so that all of them can learn together from the start."""
+
+_SKIP_INPUTS: Final = {"score_pool4": "pool4", "score_pool3": "pool3"}
+
+# Upsampling layers per architecture: (name, stride); each kernel is 2 x stride.
+_UPSAMPLING: Final[Mapping[str, tuple[tuple[str, int], ...]]] = {
+    "fcn32s": (("upscore", 32),),
+    "fcn16s": (("upscore2", 2), ("upscore16", 16)),
+    "fcn8s": (("upscore2", 2), ("upscore_pool4", 2), ("upscore8", 8)),
+    "fcn8s-atonce": (("upscore2", 2), ("upscore_pool4", 2), ("upscore8", 8)),
+}
+
+_SAME_MULTIPLE: Final = 32  # total stride of the backbone
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild an FCN before loading its weights."""
+
+    num_classes: int
+    arch: str = "fcn8s"
+    backbone: str = "vgg16"
+    alignment: str = "same"
+    learnable_upsampling: bool = False  # False: the bilinear deconvs stay frozen
+
+    def __post_init__(self) -> None:
+        n = self.num_classes
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be an integer from 1 to {MAX_CLASSES}, not {n!r}")
+        for name, allowed in (("arch", ARCHS), ("backbone", BACKBONES), ("alignment", ALIGNMENTS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; not {value!r}")
+        if not isinstance(self.learnable_upsampling, bool):
+            raise ValueError(
+                f"learnable_upsampling must be true or false, not {self.learnable_upsampling!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, as stored in checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict` output; ValueError names any bad or unknown key."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a model config must be a mapping, not {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(map(str, unknown))}")
+        if "num_classes" not in d:
+            raise ValueError("model config has no num_classes")
+        return cls(**d)
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
+    """Deconv weights ``(channels, channels, k, k)`` that upsample each channel bilinearly.
+
+    Only the class diagonal is filled: class c is upsampled from class c alone.
+    """
+    if channels < 1 or kernel_size < 1:
+        raise ValueError(f"need channels >= 1 and kernel_size >= 1, not {channels}, {kernel_size}")
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    taps = 1 - (torch.arange(kernel_size, dtype=torch.float64) - center).abs() / factor
+    filt = torch.outer(taps, taps).float()
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    idx = torch.arange(channels)
+    weight[idx, idx] = filt
+    return weight
+
+
+def _crop(x: Tensor, offset: int, height: int, width: int) -> Tensor:
+    """``x[..., offset:offset+height, offset:offset+width]``, refusing a short slice.
+
+    Plain slicing would quietly return less, and the error would surface later as
+    a baffling size mismatch (or not at all for the final crop).
+    """
+    if x.shape[-2] < offset + height or x.shape[-1] < offset + width:
+        raise RuntimeError(
+            f"cannot crop {height}x{width} at offset {offset} from a "
+            f"{x.shape[-2]}x{x.shape[-1]} blob"
+        )
+    return x[..., offset : offset + height, offset : offset + width]
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad bottom and right by edge replication up to a multiple of ``multiple``.
+
+    Only bottom/right, so pixel (0, 0) keeps its place and the output is a plain
+    top-left crop; replication rather than zeros, so no fake edge appears.
+    """
+    pad_h = -x.shape[-2] % multiple
+    pad_w = -x.shape[-1] % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+class FCN(nn.Module):
+    """A fully convolutional network: ``N x 3 x H x W`` -> ``N x C x H x W`` logits."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.crop_offsets: dict[str, int] = (
+            dict(REFERENCE_OFFSETS[config.arch]) if config.alignment == "reference"
+            # In "same" alignment every blob already starts at the input's origin.
+            else {k: 0 for k in REFERENCE_OFFSETS[config.arch]}
+        )
+        # Built on the meta device and materialised once: the default init of
+        # fc6/fc7 (120M weights) would otherwise run and then be overwritten.
+        with torch.device("meta"):
+            self._make_layers()
+        self.to_empty(device="cpu")
+        self.reset_parameters()
+
+    def _make_layers(self) -> None:
+        cfg = self.config
+        n = cfg.num_classes
+        reference = cfg.alignment == "reference"
+        self._block_layers: list[list[tuple[str, str | None]]] = []
+        in_ch = 3
+        for b, widths in enumerate(VGG16_BLOCKS, start=1):
+            block: list[tuple[str, str | None]] = []
+            for i, out_ch in enumerate(widths, start=1):
+                # The reference pads conv1_1 by 100 so that any input survives
+                # fc6's 7x7 valid conv and the crops downstream.
+                pad = 100 if (reference and b == 1 and i == 1) else 1
+                setattr(self, f"conv{b}_{i}", nn.Conv2d(in_ch, out_ch, 3, padding=pad))
+                bn = None
+                if cfg.backbone == "vgg16_bn":
+                    bn = f"bn{b}_{i}"
+                    setattr(self, bn, nn.BatchNorm2d(out_ch))
+                block.append((f"conv{b}_{i}", bn))
+                in_ch = out_ch
+            self._block_layers.append(block)
+        self.fc6 = nn.Conv2d(512, 4096, 7, padding=0 if reference else 3)
+        self.drop6 = nn.Dropout(0.5)  # element-wise, as Caffe's dropout
+        self.fc7 = nn.Conv2d(4096, 4096, 1)
+        self.drop7 = nn.Dropout(0.5)
+        self.score_fr = nn.Conv2d(4096, n, 1)
+        if cfg.arch != "fcn32s":
+            self.score_pool4 = nn.Conv2d(512, n, 1)
+        if cfg.arch in ("fcn8s", "fcn8s-atonce"):
+            self.score_pool3 = nn.Conv2d(256, n, 1)
+        for name, stride in _UPSAMPLING[cfg.arch]:
+            # "same": padding stride/2 trims the deconv to exactly stride x its input
+            # and centres input pixel i on output block [s*i, s*i+s).
+            pad = 0 if reference else stride // 2
+            deconv = nn.ConvTranspose2d(n, n, 2 * stride, stride=stride, padding=pad, bias=False)
+            setattr(self, name, deconv)
+
+    def reset_parameters(self) -> None:
+        """Fresh weights: kaiming backbone, zero score layers, bilinear upsampling."""
+        with torch.no_grad():
+            for name, module in self.named_children():
+                if isinstance(module, nn.ConvTranspose2d):
+                    module.weight.copy_(bilinear_kernel(module.in_channels, module.kernel_size[0]))
+                    module.weight.requires_grad_(self.config.learnable_upsampling)
+                elif isinstance(module, nn.Conv2d) and name.startswith("score"):
+                    # Zero scores: a new head starts by predicting nothing, and the
+                    # skips start as no-ops, as in the reference solvers.
+                    nn.init.zeros_(module.weight)
+                    nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.BatchNorm2d):
+                    module.reset_parameters()
+
+    def _skip(self, name: str, features: Tensor, like: Tensor) -> Tensor:
+        """Score a pooled feature map and crop it to the upsampled blob ``like``."""
+        if self.config.arch == "fcn8s-atonce":
+            features = features * AT_ONCE_SCALES[name]
+        score = getattr(self, name)(features)
+        return _crop(score, self.crop_offsets[name], like.shape[-2], like.shape[-1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2], x.shape[-1]
+        if self.config.alignment == "same":
+            x = _pad_to_multiple(x, _SAME_MULTIPLE)
+        pools: dict[str, Tensor] = {}
+        h = x
+        for b, block in enumerate(self._block_layers, start=1):
+            for conv, bn in block:
+                h = getattr(self, conv)(h)
+                if bn is not None:
+                    h = getattr(self, bn)(h)
+                h = F.relu(h, inplace=True)
+            h = F.max_pool2d(h, 2, 2, ceil_mode=True)  # 1/2, 1/4, 1/8, 1/16, 1/32
+            pools[f"pool{b}"] = h
+        h = self.drop6(F.relu(self.fc6(h), inplace=True))
+        h = self.drop7(F.relu(self.fc7(h), inplace=True))
+        h = self.score_fr(h)  # 1/32
+
+        arch = self.config.arch
+        if arch == "fcn32s":
+            h = self.upscore(h)
+        else:
+            h = self.upscore2(h)  # 1/16
+            h = h + self._skip("score_pool4", pools["pool4"], h)
+            if arch == "fcn16s":
+                h = self.upscore16(h)
+            else:
+                h = self.upscore_pool4(h)  # 1/8
+                h = h + self._skip("score_pool3", pools["pool3"], h)
+                h = self.upscore8(h)
+        return _crop(h, self.crop_offsets["final"], height, width)
+
+    def extra_repr(self) -> str:
+        return f"config={self.config}"
+
+
+def build_model(config: ModelConfig) -> FCN:
+    """A freshly initialised FCN (no pretrained weights; see ``training.weights``)."""
+    return FCN(config)
+
+
+def is_head_parameter(name: str) -> bool:
+    """Score and upsampling layers: what depends on the class count."""
+    return name.startswith(("score", "upscore"))
+
+
+def transfer_weights(dst: FCN, src_state: Mapping[str, Tensor]) -> list[str]:
+    """Copy every tensor of ``src_state`` whose name and shape ``dst`` shares.
+
+    For staged training (32s -> 16s -> 8s) and fine-tuning; returns the copied names.
+    """
+    dst_state = dst.state_dict()  # views of dst's tensors: copying into them updates dst
+    copied = []
+    with torch.no_grad():
+        for name, value in src_state.items():
+            target = dst_state.get(name)
+            if target is not None and isinstance(value, Tensor) and target.shape == value.shape:
+                target.copy_(value)
+                copied.append(name)
+    return copied
+
+
+def reinit_score_layers(model: FCN, num_classes: int) -> FCN:
+    """A new model for ``num_classes`` with ``model``'s backbone and fresh score layers.
+
+    Returned on ``model``'s device and in its train/eval mode; ``model`` is untouched.
+    """
+    new = build_model(replace(model.config, num_classes=num_classes))
+    backbone = {k: v for k, v in model.state_dict().items() if not is_head_parameter(k)}
+    transfer_weights(new, backbone)
+    param = next(model.parameters())
+    return new.to(device=param.device).train(model.training)

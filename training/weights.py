@@ -1,0 +1,233 @@
+"""Pretrained weights: torchvision's ImageNet VGG16, and pytorch-fcn / Caffe FCN state dicts.
+
+The ImageNet download goes through torchvision's weights API (hash-checked, with a
+progress bar, cached in ``torch.hub.get_dir()/checkpoints``). Offline, the error
+says which file to fetch and where to put it, so a person can do it by hand.
+Models imported from pytorch-fcn expect ``preprocess.CAFFE`` input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor
+
+from .errors import CheckpointError, WeightsUnavailableError
+from .model import FCN, VGG16_BLOCKS, ModelConfig, build_model
+
+_FCN_KEYS = ("conv1_1.weight", "fc6.weight", "score_fr.weight")
+_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _weights_entry(backbone: str) -> Any:
+    # torchvision is slow to import and only needed here, so it loads on first use.
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+
+    entries = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
+    if backbone not in entries:
+        raise ValueError(f"backbone must be one of {', '.join(entries)}; not {backbone!r}")
+    return entries[backbone]
+
+
+def imagenet_weights_info(backbone: str = "vgg16") -> dict[str, Any]:
+    """Where the ImageNet weights come from and go: for the app's download dialog.
+
+    Keys: ``url``, ``filename``, ``folder``, ``path`` (folder/filename), ``size_mb``
+    (approximate) and ``cached`` (the file is already there).
+    """
+    entry = _weights_entry(backbone)
+    filename = os.path.basename(urlparse(entry.url).path)  # the name torch.hub saves under
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    path = os.path.join(folder, filename)
+    size_mb = entry.meta.get("_file_size") or entry.meta["num_params"] * 4 / 1e6
+    return {
+        "url": entry.url,
+        "filename": filename,
+        "folder": folder,
+        "path": path,
+        "size_mb": round(float(size_mb), 1),
+        "cached": os.path.isfile(path),
+    }
+
+
+def _unavailable(backbone: str, info: dict[str, Any], was_cached: bool, reason: str) -> str:
+    where = (
+        f"download {info['url']} (about {info['size_mb']:.0f} MB) and put it, named "
+        f"{info['filename']}, into the folder {info['folder']}"
+    )
+    if was_cached:
+        return (
+            f"The ImageNet {backbone} weights file {info['path']} cannot be used ({reason}); "
+            f"it is probably incomplete or corrupt. Delete it and try again, or {where}."
+        )
+    return (
+        f"The ImageNet {backbone} weights could not be downloaded ({reason}). "
+        f"Without internet access on this computer, {where}; it will be found there."
+    )
+
+
+def imagenet_vgg16_state(backbone: str = "vgg16", progress: bool = True) -> dict[str, Tensor]:
+    """torchvision's ImageNet VGG16 (or VGG16-BN) state dict, downloaded once and cached.
+
+    Raises WeightsUnavailableError, naming the file, the folder and the URL, when
+    the file can neither be downloaded nor read from the cache.
+    """
+    entry = _weights_entry(backbone)
+    info = imagenet_weights_info(backbone)
+    try:
+        # torch.hub announces downloads on stdout, but a training child's stdout
+        # carries one JSON event per line: send the notice to stderr with the bar.
+        with contextlib.redirect_stdout(sys.stderr):
+            state = entry.get_state_dict(progress=progress, check_hash=True, weights_only=True)
+    except Exception as exc:  # network, disk, hash, unpickling: all end the same way for a person
+        # The first line says enough (torch.load's own messages run to paragraphs).
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise WeightsUnavailableError(_unavailable(backbone, info, info["cached"], reason)) from exc
+    if not isinstance(state, dict) or not isinstance(state.get("features.0.weight"), Tensor):
+        raise WeightsUnavailableError(
+            _unavailable(backbone, info, True, "it holds no VGG16 features.0.weight")
+        )
+    return state
+
+
+def _imagenet_pairs(backbone: str) -> Iterator[tuple[str, str]]:
+    """(FCN layer, torchvision layer) pairs, e.g. ("conv1_2", "features.2")."""
+    index = 0  # walks torchvision's `features` Sequential: conv, [bn,] relu, ..., pool
+    for b, widths in enumerate(VGG16_BLOCKS, start=1):
+        for i in range(1, len(widths) + 1):
+            yield f"conv{b}_{i}", f"features.{index}"
+            if backbone == "vgg16_bn":
+                yield f"bn{b}_{i}", f"features.{index + 1}"
+                index += 3
+            else:
+                index += 2
+        index += 1  # max-pool
+    yield "fc6", "classifier.0"
+    yield "fc7", "classifier.3"
+
+
+def init_from_imagenet(model: FCN, vgg_state: Mapping[str, Tensor]) -> None:
+    """Copy torchvision's ImageNet VGG16 weights into the backbone and fc6/fc7 of ``model``.
+
+    The fully connected layers become convolutions: ``classifier.0`` viewed as
+    (4096, 512, 7, 7) and ``classifier.3`` as (4096, 4096, 1, 1). Everything is
+    checked before anything is copied, so a refused state leaves ``model`` as it was.
+    """
+    backbone = model.config.backbone
+    dst = model.state_dict()
+    plan: list[tuple[str, Tensor]] = []
+    missing: list[str] = []
+    for layer, src in _imagenet_pairs(backbone):
+        names = _BN_TENSORS if layer.startswith("bn") else ("weight", "bias")
+        for t in names:
+            if f"{src}.{t}" not in vgg_state:
+                missing.append(f"{src}.{t}")
+                continue
+            value = vgg_state[f"{src}.{t}"]
+            target = dst[f"{layer}.{t}"]
+            if not isinstance(value, Tensor) or value.numel() != target.numel():
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise CheckpointError(
+                    f"ImageNet weights: {src}.{t} has shape {shape}, but {layer}.{t} "
+                    f"needs {tuple(target.shape)}"
+                )
+            if not torch.isfinite(value).all():
+                hint = (
+                    " (torchvision's IMAGENET1K_FEATURES weights carry no classifier; "
+                    "use IMAGENET1K_V1)" if src.startswith("classifier") else ""
+                )
+                raise CheckpointError(f"ImageNet weights: {src}.{t} holds NaN or inf{hint}")
+            plan.append((f"{layer}.{t}", value))
+        if layer.startswith("bn") and f"{src}.num_batches_tracked" in vgg_state:
+            # Older files lack the counter; BatchNorm does not need it in eval or with momentum.
+            plan.append((f"{layer}.num_batches_tracked", vgg_state[f"{src}.num_batches_tracked"]))
+    if missing:
+        other = "vgg16" if backbone == "vgg16_bn" else "vgg16_bn"
+        raise CheckpointError(
+            f"ImageNet weights for {backbone} lack {_names(missing)} "
+            f"(are they the {other} weights?)"
+        )
+    with torch.no_grad():
+        for name, value in plan:
+            dst[name].copy_(value.reshape(dst[name].shape))
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _unwrap(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Drop the ``module.`` prefix that DataParallel / DDP wrappers add to every key."""
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def is_pytorch_fcn_state_dict(state: Any) -> bool:
+    """True for a pytorch-fcn (or Caffe-converted) FCN-32s/16s/8s state dict."""
+    if not isinstance(state, Mapping):
+        return False
+    state = _unwrap(state)
+    return all(isinstance(state.get(k), Tensor) for k in _FCN_KEYS)
+
+
+def detect_pytorch_fcn_arch(state: Mapping[str, Any]) -> str:
+    """``"fcn32s"``, ``"fcn16s"`` or ``"fcn8s"``, from the skip layers the state dict has."""
+    if not is_pytorch_fcn_state_dict(state):
+        raise CheckpointError(f"not an FCN state dict: it lacks one of {', '.join(_FCN_KEYS)}")
+    state = _unwrap(state)
+    if "score_pool3.weight" in state:
+        return "fcn8s"
+    if "score_pool4.weight" in state:
+        return "fcn16s"
+    return "fcn32s"
+
+
+def model_from_pytorch_fcn(state: Mapping[str, Any], at_once: bool = False) -> FCN:
+    """Rebuild a pytorch-fcn model in ``reference`` alignment and load ``state`` strictly.
+
+    ``at_once`` marks an FCN-8s trained at once (its skips are damped; the weights
+    alone do not tell). Missing or unexpected keys and wrong shapes raise
+    CheckpointError naming them.
+    """
+    arch = detect_pytorch_fcn_arch(state)
+    state = _unwrap(state)
+    if at_once:
+        if arch != "fcn8s":
+            raise CheckpointError(f"'at once' applies to FCN-8s only, but this state dict is {arch}")
+        arch = "fcn8s-atonce"
+    score_fr = state["score_fr.weight"]
+    try:
+        config = ModelConfig(num_classes=int(score_fr.shape[0]), arch=arch, alignment="reference")
+    except ValueError as exc:
+        raise CheckpointError(f"score_fr.weight {tuple(score_fr.shape)}: {exc}") from None
+    model = build_model(config)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__} "
+        f"(needs {tuple(expected[k].shape)})"
+        for k, v in state.items()
+        if k in expected and not (isinstance(v, Tensor) and v.shape == expected[k].shape)
+    ]
+    problems = [
+        f"{label}: {_names(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if names
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the state dict does not fit pytorch-fcn's {arch} with {config.num_classes} classes; "
+            + "; ".join(problems)
+        )
+    model.load_state_dict(state, strict=True)
+    return model
