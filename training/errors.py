@@ -12,10 +12,19 @@ class FCNError(Exception):
 class DataError(FCNError):
     """A data file (image, label, list, class list) is missing, unreadable or inconsistent."""
 
-    def __init__(self, path: str | Path | None, problem: str) -> None:
+    def __init__(self, path: str | Path | None, problem: str | None = None) -> None:
+        if problem is None:
+            # One argument: a finished message. This is how PyTorch's DataLoader rebuilds
+            # an exception raised in a worker, so the type survives the trip.
+            self.path, self.problem = None, str(path)
+            super().__init__(self.problem)
+            return
         self.path = Path(path) if path is not None else None
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem) if self.path else (self.problem,))
 
 
 class ImageReadError(DataError):

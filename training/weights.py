@@ -119,12 +119,17 @@ def init_from_imagenet(model: FCN, vgg_state: Mapping[str, Tensor]) -> None:
     The fully connected layers become convolutions: ``classifier.0`` viewed as
     (4096, 512, 7, 7) and ``classifier.3`` as (4096, 4096, 1, 1). Everything is
     checked before anything is copied, so a refused state leaves ``model`` as it was.
+    A model with a narrower head (``fc_channels`` other than 4096) takes the
+    convolutions only; its fc6/fc7 keep their fresh initialisation.
     """
     backbone = model.config.backbone
     dst = model.state_dict()
     plan: list[tuple[str, Tensor]] = []
     missing: list[str] = []
+    with_fc = model.config.fc_channels == 4096
     for layer, src in _imagenet_pairs(backbone):
+        if layer.startswith("fc") and not with_fc:
+            continue
         names = _BN_TENSORS if layer.startswith("bn") else ("weight", "bias")
         for t in names:
             if f"{src}.{t}" not in vgg_state:

@@ -314,7 +314,7 @@ def test_real_checkpoint_on_voc_split(tmp_path, capsys) -> None:
     root = tmp_path / "voc"
     ids = write_voc(root, n=3, n_val=1, h=40, w=48)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(num_classes=3, arch="fcn32s"))
+    model = build_model(ModelConfig(num_classes=3, arch="fcn32s", fc_channels=64))
     with torch.no_grad():
         model.score_fr.weight.normal_(0, 0.05)
     weights = tmp_path / "model.pt"

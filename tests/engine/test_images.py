@@ -73,3 +73,14 @@ def test_rgb_label_refused(tmp_path: Path) -> None:
     _save_rgb(p)
     with pytest.raises(ImageReadError, match="l.png.*mode 'RGB'"):
         images.read_label_image(p)
+
+
+def test_data_errors_survive_pickling_and_one_argument_rebuild() -> None:
+    import pickle
+
+    err = ImageReadError("/x/a.png", "broken")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is ImageReadError and str(back) == str(err) and back.path == err.path
+    # PyTorch's DataLoader re-raises worker errors as exc_type(message).
+    rebuilt = ImageReadError("Caught ImageReadError in DataLoader worker: /x/a.png: broken")
+    assert "a.png: broken" in str(rebuilt)

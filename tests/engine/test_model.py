@@ -370,10 +370,10 @@ def test_reinit_score_layers_keeps_the_backbone() -> None:
 
 def test_config_round_trip() -> None:
     cfg = ModelConfig(num_classes=21, arch="fcn16s", backbone="vgg16_bn",
-                      alignment="reference", learnable_upsampling=True)
+                      alignment="reference", learnable_upsampling=True, fc_channels=1024)
     d = cfg.to_dict()
     assert d == {"num_classes": 21, "arch": "fcn16s", "backbone": "vgg16_bn",
-                 "alignment": "reference", "learnable_upsampling": True}
+                 "alignment": "reference", "learnable_upsampling": True, "fc_channels": 1024}
     assert ModelConfig.from_dict(d) == cfg
     assert ModelConfig.from_dict({"num_classes": 2}) == ModelConfig(2)
     assert ModelConfig(2).alignment == "same" and ModelConfig(2).arch == "fcn8s"
@@ -399,3 +399,14 @@ def test_config_round_trip() -> None:
 def test_config_rejects_bad_values(d: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelConfig.from_dict(d)  # type: ignore[arg-type]
+
+
+def test_narrow_head_keeps_shapes_and_imagenet_convs() -> None:
+    from training.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(num_classes=4, fc_channels=64))
+    assert model.fc6.weight.shape == (64, 512, 7, 7) and model.score_fr.weight.shape == (4, 64, 1, 1)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 45, 61)).shape == (1, 4, 45, 61)
+    with pytest.raises(ValueError, match="fc_channels"):
+        ModelConfig(num_classes=4, fc_channels=0)

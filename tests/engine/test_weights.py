@@ -70,6 +70,16 @@ def test_init_from_imagenet_transplants_convs_and_fc(fcn8s: FCN, vgg_state: dict
     assert not fcn8s.score_fr.weight.any()  # the head stays zero
 
 
+def test_narrow_head_takes_convs_only(vgg_state: dict) -> None:
+    from training.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(num_classes=3, fc_channels=64))
+    before = model.fc6.weight.clone()
+    init_from_imagenet(model, vgg_state)
+    assert torch.equal(model.conv5_3.weight, vgg_state["features.28.weight"])
+    assert torch.equal(model.fc6.weight, before)  # 4096-wide classifier weights cannot fit
+
+
 def test_init_from_imagenet_bn_backbone() -> None:
     state = _fake_torchvision_state("vgg16_bn")
     model = build_model(ModelConfig(num_classes=2, arch="fcn32s", backbone="vgg16_bn"))

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.synthetic import CLASS_NAMES, write_voc
+from training import preprocess
+from training import train as train_module
+from training.checkpoint import load_model, make_checkpoint, save_checkpoint
+from training.cli import train_main
+from training.model import ModelConfig, build_model
+
+REPO = Path(__file__).resolve().parents[2]
+# A narrow head (fc6/fc7 width 64) keeps these runs and their checkpoints small;
+# the full-width network is exercised by the model tests.
+FAST = ["--init", "scratch", "--fc-channels", "64", "--batch-size", "2", "--crop", "48",
+        "--workers", "0", "--device", "cpu", "--json"]
+
+
+def _events(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # every stdout line must be JSON
+
+
+@pytest.fixture
+def voc(tmp_path: Path) -> Path:
+    write_voc(tmp_path / "data", n=6, n_val=2)
+    return tmp_path / "data"
+
+
+def test_train_end_to_end(voc: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--epochs", "2", *FAST]) == 0
+    events = _events(capsys.readouterr().out)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert {"progress", "epoch", "checkpoint"} <= set(kinds)
+    prog = [e for e in events if e["event"] == "progress"]
+    assert prog[-1]["iteration"] == prog[-1]["total"] == 4  # 4 train images, batch 2, 2 epochs
+    assert all({"epoch", "iteration", "total", "loss", "eta"} <= set(e) for e in prog)
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert len(epochs) == 2
+    assert {"pixel_acc", "mean_acc", "mean_iou", "fw_iou", "per_class_iou"} <= set(epochs[-1])
+    assert events[-1]["status"] == "finished"
+    for name in ("config.json", "last.pt", "best.pt", "history.json", "log.jsonl"):
+        assert (run / name).is_file(), name
+    assert not (run / "resume.pt").exists()  # a finished run needs no optimizer state
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    assert len(json.loads((run / "history.json").read_text())) == 2
+    loaded = load_model(run / "last.pt")
+    assert loaded.class_names == CLASS_NAMES
+    assert loaded.meta["train_ids"] == ["img000", "img001", "img002", "img003"]
+    assert loaded.meta["val_ids"] == ["img004", "img005"]
+    assert "mean_iou" in loaded.meta["metrics"]
+
+
+def test_time_limit_then_resume(voc: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--iters", "4", "--time-limit", "0", *FAST]) == 0
+    first = _events(capsys.readouterr().out)
+    assert first[-1]["status"] == "time_limit" and first[-1]["iteration"] == 1
+    assert (run / "resume.pt").is_file()
+    assert train_main([str(voc), "--out", str(run), "--iters", "4", "--resume", *FAST]) == 0
+    second = _events(capsys.readouterr().out)
+    assert second[0]["iteration"] == 1 and second[0]["resumed"]
+    assert second[-1]["status"] == "finished" and second[-1]["iteration"] == 4
+    assert load_model(run / "last.pt").meta["iteration"] == 4
+
+
+def test_non_finite_loss_keeps_last_good_checkpoint(voc: Path, tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    calls = {"n": 0}
+    real = train_module._loss
+
+    def flaky(logits, target):
+        calls["n"] += 1
+        loss = real(logits, target)
+        return loss * float("nan") if calls["n"] > 2 else loss
+
+    monkeypatch.setattr(train_module, "_loss", flaky)
+    run = tmp_path / "run"
+    rc = train_main([str(voc), "--out", str(run), "--epochs", "3", *FAST])
+    assert rc == 3
+    events = _events(capsys.readouterr().out)
+    assert events[-1]["event"] == "error" and "non-finite" in events[-1]["message"]
+    # Epoch 1 (iterations 1-2) finished and was saved; nothing after it overwrote it.
+    kept = load_model(run / "last.pt")
+    assert kept.meta["iteration"] == 2
+    assert all(torch.isfinite(p).all() for p in kept.model.parameters())
+
+
+def test_init_from_checkpoint_with_other_classes(voc: Path, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "other.pt"
+    model = build_model(ModelConfig(num_classes=2, arch="fcn32s", fc_channels=64))
+    save_checkpoint(other, make_checkpoint(model, ["bg", "cat"], preprocess.TORCHVISION))
+    args = [str(voc), "--out", str(tmp_path / "run"), "--iters", "1", *FAST]
+    args[args.index("scratch")] = str(other)
+    assert train_main(args) == 2
+    err = capsys.readouterr()
+    assert "other.pt" in err.err and "--reinit-classes" in err.err
+    assert train_main([*args, "--reinit-classes"]) == 0
+    loaded = load_model(tmp_path / "run" / "last.pt")
+    assert loaded.class_names == CLASS_NAMES and loaded.config.arch == "fcn32s"
+
+
+def test_empty_and_missing_data_errors(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    (empty / "JPEGImages").mkdir(parents=True)
+    (empty / "class_names.txt").write_text("bg\nx\n")
+    assert train_main([str(empty), "--out", str(tmp_path / "r"), *FAST]) == 2
+    assert "error:" in capsys.readouterr().err
+    nolist = tmp_path / "noclasses"
+    write_voc(nolist, n=2, n_val=1)
+    (nolist / "class_names.txt").unlink()
+    assert train_main([str(nolist), "--out", str(tmp_path / "r2"), *FAST]) == 2
+    assert "class_names.txt" in capsys.readouterr().err
+
+
+def test_sigint_stops_cleanly_with_usable_checkpoint(voc: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", str(voc), "--out", str(run),
+         "--iters", "10000", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "progress":
+                proc.send_signal(signal.SIGINT)
+                break
+        rest = proc.stdout.read()
+        rc = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert rc == 130, proc.stderr.read()
+    done = _events(rest)[-1]
+    assert done["event"] == "done" and done["status"] == "cancelled"
+    loaded = load_model(run / "last.pt")
+    assert loaded.meta["iteration"] >= 1
+    assert (run / "resume.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_end_identical(voc: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "engine" / "ddp_probe.py"), str(voc), str(run)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0 = json.loads((run / "rank0.json").read_text())
+    r1 = json.loads((run / "rank1.json").read_text())
+    assert r0["world"] == r1["world"] == 2
+    assert r0["rc"] == r1["rc"] == 0
+    assert r0["digest"] == r1["digest"]
+    # Training really changed the weights (identical, but not identical by doing nothing).
+    torch.manual_seed(0)  # the probe's seed: the run starts from exactly this model
+    init = build_model(ModelConfig(num_classes=3, fc_channels=64))
+    assert r0["conv1"] != pytest.approx(float(init.conv1_1.weight.detach().double().sum()))
+    # Only rank 0 wrote the run's files; events came once.
+    events = _events(res.stdout)
+    assert sum(e["event"] == "start" for e in events) == 1
+    assert load_model(run / "last.pt").meta["iteration"] == 3

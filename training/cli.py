@@ -1,0 +1,68 @@
+"""Command-line entry points: ``fcn-train``, ``fcn-predict``, ``fcn-eval``, ``fcn-bench``,
+and the same as ``python -m training <command>``.
+
+Heavy imports (torch) happen inside each command so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+COMMANDS = ("train", "predict", "eval", "bench")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from .errors import FCNError
+    from .progress import Reporter
+    from .train_config import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(
+        prog="fcn-train", description="Train or fine-tune an FCN on a VOC segmentation dataset.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    reporter = Reporter(args.json)
+    try:
+        from .train import run_training
+
+        return run_training(config_from_args(args), reporter)
+    except FCNError as exc:
+        reporter.error(str(exc), kind=type(exc).__name__)
+        return 3 if type(exc).__name__ == "TrainingDiverged" else 2
+    except OSError as exc:  # e.g. a full disk while writing a checkpoint
+        reporter.error(f"{exc.filename or 'write failed'}: {exc.strerror or exc}", kind="OSError")
+        return 4
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    from .predict_cli import main
+
+    return main(argv)
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    from .evaluate import main
+
+    return main(argv)
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    from .bench import main
+
+    return main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(f"usage: python -m training {{{','.join(COMMANDS)}}} [options]\n"
+              "  train    train or fine-tune an FCN on a VOC dataset\n"
+              "  predict  write a label PNG per image\n"
+              "  eval     score predictions against ground truth, or a model on a dataset\n"
+              "  bench    speed of the model, training and prediction on this machine",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command, rest = argv[0], argv[1:]
+    return {"train": train_main, "predict": predict_main, "eval": eval_main,
+            "bench": bench_main}[command](rest)

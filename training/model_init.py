@@ -1,0 +1,68 @@
+"""The model a training run starts from: ImageNet, scratch, or a weights file."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from . import preprocess
+from .checkpoint import LoadedModel, adapt_classes, load_model, palette_table
+from .model import ModelConfig, build_model, transfer_weights
+from .train_config import TrainConfig
+
+DEFAULT_ARCH = "fcn8s"
+
+
+def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = DEFAULT_ARCH,
+                backbone: str = "vgg16", alignment: str = "same", fc_channels: int = 4096,
+                progress: bool = True) -> LoadedModel:
+    """A new FCN for ``class_names``: ImageNet VGG16 backbone (``init="imagenet"``) or
+    random weights (``"scratch"``); score layers start at zero either way.
+
+    Raises WeightsUnavailableError when the ImageNet file is neither cached nor
+    downloadable.
+    """
+    if init not in ("imagenet", "scratch"):
+        raise ValueError(f"init must be 'imagenet' or 'scratch', not {init!r}")
+    n = len(class_names)
+    model = build_model(ModelConfig(num_classes=n, arch=arch, backbone=backbone,
+                                    alignment=alignment, fc_channels=fc_channels))
+    if init == "imagenet":
+        from .weights import imagenet_vgg16_state, init_from_imagenet
+
+        init_from_imagenet(model, imagenet_vgg16_state(backbone, progress=progress))
+    return LoadedModel(model=model, class_names=list(class_names),
+                       normalization=preprocess.TORCHVISION, palette=palette_table(None, n),
+                       meta={"init": init}, source="new")
+
+
+def initial_model(cfg: TrainConfig, class_names: list[str], progress: bool = True) -> LoadedModel:
+    """Build the starting model for ``cfg`` and the dataset's ``class_names``.
+
+    Raises WeightsUnavailableError (offline, no cached ImageNet file) and
+    CheckpointError (unusable file, classes that differ without --reinit-classes).
+    """
+    if cfg.init in ("imagenet", "scratch"):
+        return fresh_model(class_names, cfg.init, arch=cfg.arch or DEFAULT_ARCH,
+                           backbone=cfg.backbone, alignment=cfg.alignment,
+                           fc_channels=cfg.fc_channels, progress=progress)
+
+    path = Path(cfg.init)
+    classes = None
+    if cfg.classes:
+        from .id_masks import read_class_list
+
+        classes = read_class_list(cfg.classes)
+    loaded = load_model(path, classes=classes, at_once=cfg.at_once)
+    loaded = adapt_classes(loaded, class_names, cfg.reinit_classes, str(path))
+    if cfg.arch and cfg.arch != loaded.config.arch:
+        # Staged training (32s -> 16s -> 8s): a new head, every matching layer carried over.
+        config = replace(loaded.config, arch=cfg.arch)
+        model = build_model(config)
+        transfer_weights(model, loaded.model.state_dict())
+        loaded = LoadedModel(model=model, class_names=loaded.class_names,
+                             normalization=loaded.normalization, palette=loaded.palette,
+                             meta={**loaded.meta, "staged_from": loaded.config.arch},
+                             source=loaded.source)
+    loaded.meta = {**loaded.meta, "init": str(path)}
+    return loaded
