@@ -169,15 +169,22 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------
     def _prepare_data(self) -> tuple[list[str], list[str], list[str]]:
+        cfg = self.cfg
         class_names = voc.read_class_names(self.root)
-        if self.info.is_main:
-            voc.ensure_splits(self.root, self.cfg.val_fraction, self.cfg.seed)
+        if self.info.is_main and not cfg.train_list:
+            voc.ensure_splits(self.root, cfg.val_fraction, cfg.seed)
         dist_utils.barrier(self.info)
-        train_ids = _split_ids(self.root, self.cfg.train_split)
+        if cfg.train_list:
+            train_ids = voc.read_id_list(self.root, cfg.train_list)
+        else:
+            train_ids = _split_ids(self.root, cfg.train_split)
         if not train_ids:
-            raise DataError(self.root, f"no training images: ImageSets/Segmentation/"
-                                       f"{self.cfg.train_split}.txt is missing or empty")
-        val_ids = _split_ids(self.root, self.cfg.val_split)
+            raise DataError(cfg.train_list or self.root / "ImageSets" / "Segmentation"
+                            / f"{cfg.train_split}.txt", "no training images listed")
+        if cfg.val_list:
+            val_ids = voc.read_id_list(self.root, cfg.val_list)
+        else:
+            val_ids = _split_ids(self.root, cfg.val_split)
         return class_names, train_ids, val_ids
 
     def _load_start(self, class_names: list[str]) -> tuple[LoadedModel, dict[str, Any] | None]:
@@ -308,6 +315,12 @@ class Trainer:
             + (f", {info.world_size} processes" if info.enabled else "")
         ) if info.is_main else None
         self.stop.install()
+        if cfg.val_before and val_ids and not cfg.resume:
+            # The starting model on the same images: the "before" of a before/after.
+            cm = evaluate_model(model, val_loader or [], n, loaded, self.device, self.amp, info)
+            before = {"epoch": 0, "iteration": 0, **cm.scores().to_dict()}
+            self.state.history.append(before)
+            self.emit("epoch", epochs=epochs, before=True, **before)
         t_start = time.monotonic() - self.state.elapsed
         eta = EtaEstimator()
         status = "finished"

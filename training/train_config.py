@@ -42,6 +42,9 @@ class TrainConfig:
     seed: int = 0
     val_split: str = "val"
     train_split: str = "train"
+    train_list: str | None = None  # an id list file instead of the train split
+    val_list: str | None = None
+    val_before: bool = False  # validate the starting model first (epoch 0: the "before")
     val_fraction: float = 0.2
     resume: bool = False
     json: bool = False
@@ -98,6 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--train-split", default=d.train_split)
     p.add_argument("--val-split", default=d.val_split)
+    p.add_argument("--train-list", help="file of image ids to train on (instead of --train-split)")
+    p.add_argument("--val-list", help="file of image ids to validate on (instead of --val-split)")
+    p.add_argument("--val-before", action="store_true",
+                   help="validate the starting model before training (reported as epoch 0)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of images for validation when the dataset has no split lists yet")
     p.add_argument("--resume", action="store_true",
@@ -115,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         scale_min=args.scale[0], scale_max=args.scale[1], optimizer=args.optimizer, lr=args.lr,
         head_lr_mult=args.head_lr_mult, weight_decay=args.weight_decay, momentum=args.momentum,
         device=args.device, amp=args.amp, workers=args.workers, seed=args.seed,
-        val_split=args.val_split, train_split=args.train_split, val_fraction=args.val_fraction,
+        val_split=args.val_split, train_split=args.train_split, train_list=args.train_list,
+        val_list=args.val_list, val_before=args.val_before, val_fraction=args.val_fraction,
         resume=args.resume, json=args.json, parent=args.parent,
     )

@@ -329,6 +329,15 @@ def read_split(root: str | Path, split: str) -> list[str]:
     path = split_path(root, split)
     if not path.is_file():
         raise DataError(path, f"missing: split list {split!r} (one image id per line)")
+    return read_id_list(root, path)
+
+
+def read_id_list(root: str | Path, path: str | Path) -> list[str]:
+    """Image ids from any list file (one per line) for the dataset at ``root``, checked
+    as split lists are: valid, inside the dataset, unique, each with an image."""
+    root, path = Path(root), Path(path)
+    if not path.is_file():
+        raise DataError(path, "missing: image id list (one image id per line)")
     ids: list[str] = []
     seen: set[str] = set()
     for number, line in enumerate(_read_text(path).splitlines(), 1):

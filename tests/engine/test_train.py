@@ -168,3 +168,22 @@ def test_ddp_two_cpu_processes_end_identical(voc: Path, tmp_path: Path) -> None:
     events = _events(res.stdout)
     assert sum(e["event"] == "start" for e in events) == 1
     assert load_model(run / "last.pt").meta["iteration"] == 3
+
+
+def test_id_lists_and_validation_before_training(voc: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "t.txt").write_text("img000\nimg001\n")
+    (tmp_path / "v.txt").write_text("img005\n")
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--iters", "1", "--train-list",
+                       str(tmp_path / "t.txt"), "--val-list", str(tmp_path / "v.txt"),
+                       "--val-before", *FAST]) == 0
+    events = _events(capsys.readouterr().out)
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert epochs[0]["epoch"] == 0 and epochs[0]["before"] is True
+    assert "mean_iou" in epochs[0] and epochs[1]["epoch"] == 1
+    meta = load_model(run / "last.pt").meta
+    assert meta["train_ids"] == ["img000", "img001"] and meta["val_ids"] == ["img005"]
+    (tmp_path / "bad.txt").write_text("../escape\n")
+    assert train_main([str(voc), "--out", str(tmp_path / "r2"), "--train-list",
+                       str(tmp_path / "bad.txt"), *FAST]) == 2
+    assert "bad.txt" in capsys.readouterr().err
