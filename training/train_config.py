@@ -116,7 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=str(args.data), out=str(args.out), arch=args.arch or "", backbone=args.backbone,
-        alignment=args.alignment, fc_channels=args.fc_channels, init=args.init, reinit_classes=args.reinit_classes,
+        alignment=args.alignment, fc_channels=args.fc_channels, init=args.init,
+        reinit_classes=args.reinit_classes,
         classes=args.classes, at_once=args.at_once, epochs=args.epochs, iters=args.iters,
         time_limit=args.time_limit, batch_size=args.batch_size, crop=args.crop,
         scale_min=args.scale[0], scale_max=args.scale[1], optimizer=args.optimizer, lr=args.lr,
