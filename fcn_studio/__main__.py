@@ -1,0 +1,36 @@
+"""``fcn-studio [PROJECT_DIR]``: the desktop app.
+
+The packaged app is one executable; ``fcn-studio train ...`` (and predict, eval,
+bench) runs the engine's command instead, which is how the app starts its
+training child process from a PyInstaller bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+ENGINE_COMMANDS = ("train", "predict", "eval", "bench")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ENGINE_COMMANDS:
+        from training.cli import main as engine_main
+
+        return engine_main(argv)
+    parser = argparse.ArgumentParser(
+        prog="fcn-studio", description="Label images for semantic segmentation with an FCN-8s "
+        "that learns from your corrections.")
+    parser.add_argument("project", nargs="?", help="project folder (default: the last one, or "
+                        "the built-in sample project on a first run)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    args = parser.parse_args(argv)
+    from .ui.app import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

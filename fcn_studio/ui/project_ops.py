@@ -1,0 +1,306 @@
+"""The window's dialogs and project-level operations: open, create, import, export,
+class edits, the lock file and the questions asked before closing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from ..model_spec import ModelSpec
+from .actions import shortcut_table
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+
+class ProjectOps:
+    def __init__(self, window: MainWindow) -> None:
+        self.w = window
+        self._lock = None
+
+    @property
+    def c(self):
+        return self.w.controller
+
+    # -- messages -----------------------------------------------------------------------
+    def _error(self, text: str) -> None:
+        QMessageBox.critical(self.w, "FCN Studio", text)
+
+    def _ask(self, text: str, buttons: list[str], default: int = 0) -> int:
+        """A question with named buttons; returns the index chosen (-1 when closed)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "FCN Studio", text, parent=self.w)
+        made = [box.addButton(b, QMessageBox.ButtonRole.ActionRole) for b in buttons]
+        box.setDefaultButton(made[default])
+        box.exec()
+        clicked = box.clickedButton()
+        return made.index(clicked) if clicked in made else -1
+
+    # -- opening ----------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.w, "Open a project folder")
+        if folder:
+            self.open_project(Path(folder))
+
+    def open_project(self, path: Path, model: ModelSpec | None = None) -> bool:
+        from training.errors import FCNError
+
+        from .. import lockfile
+        from ..project import NotAProject, Project
+
+        try:
+            project = Project.open(path)
+        except NotAProject as exc:
+            return self._offer_create(path, str(exc))
+        except (FCNError, OSError) as exc:
+            self._error(f"Cannot open {path}:\n{exc}")
+            return False
+        self.release_lock()
+        try:
+            self._lock = lockfile.acquire(project.root)
+        except lockfile.ProjectLocked as exc:
+            choice = self._ask(f"{exc}\n\nTwo windows editing the same project can overwrite "
+                               "each other's labels.", ["Open anyway", "Cancel"], 1)
+            if choice != 0:
+                return False
+        self.c.set_project(project)
+        self.w.settings.add_recent(project.root)
+        self.c.set_model(model or self.c.model_for_project(project))
+        first = self.w.image_list.visible_ids()
+        if first:
+            self.show_image(first[0])
+        return True
+
+    def _offer_create(self, folder: Path, reason: str) -> bool:
+        choice = self._ask(f"{reason}\n\nCreate a VOC project from these images? They are "
+                           "copied; the folder itself is left as it is.",
+                           ["Create project…", "Cancel"])
+        if choice != 0:
+            return False
+        return self._create_from_images(folder)
+
+    def new_project_dialog(self) -> None:
+        src = QFileDialog.getExistingDirectory(self.w, "Folder of images")
+        if src:
+            self._create_from_images(Path(src))
+
+    def _create_from_images(self, src: Path) -> bool:
+        from training.errors import FCNError
+
+        from ..project import Project
+
+        dest = QFileDialog.getExistingDirectory(self.w, "Empty folder for the new project",
+                                                str(src.parent))
+        if not dest:
+            return False
+        names = self._class_names_for_new_project()
+        try:
+            _project, skipped = Project.create_from_images(src, Path(dest), names)
+        except (FCNError, OSError) as exc:
+            self._error(f"Could not create the project:\n{exc}")
+            return False
+        if skipped:
+            listed = "\n".join(f"{p.name}: {why}" for p, why in skipped[:20])
+            QMessageBox.information(self.w, "FCN Studio", f"Skipped {len(skipped)} file(s):\n{listed}")
+        return self.open_project(Path(dest))
+
+    def _class_names_for_new_project(self) -> list[str]:
+        from .dialogs import ask_class_names
+
+        return ask_class_names(self.w) or ["background", "object"]
+
+    def import_masks_dialog(self) -> None:
+        from training.errors import FCNError
+
+        from ..project import Project
+        from .dialogs import ImportMasksDialog
+
+        dlg = ImportMasksDialog(self.w)
+        if not dlg.exec():
+            return
+        spec = dlg.result_spec()
+        try:
+            Project.create_from_id_masks(spec.images, spec.masks, spec.dest, spec.class_names,
+                                         spec.void_id)
+        except (FCNError, OSError) as exc:
+            self._error(f"Import failed:\n{exc}")
+            return
+        self.open_project(spec.dest)
+
+    def open_dropped(self, paths: list[Path]) -> None:
+        folders = [p for p in paths if p.is_dir()]
+        if folders:
+            self.open_project(folders[0])
+            return
+        if paths and self.c.project is not None:
+            from training.errors import FCNError
+
+            from ..project_io import add_images
+
+            self.c.flush()
+            try:
+                project, added, skipped = add_images(self.c.project, paths)
+            except (FCNError, OSError) as exc:
+                self._error(f"Could not add the images:\n{exc}")
+                return
+            if skipped:
+                self._error("Not added:\n" + "\n".join(f"{p.name}: {why}" for p, why in skipped))
+            if added:
+                model = self.c.model
+                self.c.set_project(project)
+                if model is not None:
+                    self.c.model = model  # the worker keeps its model; no reload needed
+                self.show_image(added[0])
+
+    def export_dialog(self) -> None:
+        if self.c.project is None:
+            return
+        dest = QFileDialog.getExistingDirectory(self.w, "Export the labelled images to")
+        if not dest:
+            return
+        self.c.flush()
+        from training.errors import FCNError
+
+        from ..project_io import export_labelled
+
+        try:
+            ids = export_labelled(self.c.project, Path(dest))
+        except (FCNError, OSError) as exc:
+            self._error(f"Export failed:\n{exc}")
+            return
+        QMessageBox.information(self.w, "FCN Studio",
+                                f"Exported {len(ids)} labelled images to {dest}.")
+
+    # -- images -----------------------------------------------------------------------------
+    def show_image(self, image_id: str) -> None:
+        from training.errors import LabelError
+
+        try:
+            self.c.show_image(image_id)
+        except LabelError as exc:
+            self._label_mismatch(image_id, exc)
+
+    def _label_mismatch(self, image_id: str, exc: Exception) -> None:
+        choice = self._ask(
+            f"The saved label of {image_id} does not fit its image:\n{exc}\n\n"
+            "Start a new label (the file is replaced only when you save), resize the saved "
+            "label to the image, or skip this image?",
+            ["New label", "Resize label", "Skip"], 2)
+        from training.errors import FCNError
+
+        from ..project_io import resized_label
+
+        try:
+            if choice == 0:
+                w, h = self.c.project.image_size(image_id)
+                self.c.show_image(image_id, label_override=np.zeros((h, w), np.uint8))
+            elif choice == 1:
+                self.c.show_image(image_id, label_override=resized_label(self.c.project, image_id))
+        except FCNError as exc:
+            self._error(str(exc))
+
+    # -- model ----------------------------------------------------------------------------------
+    def use_imagenet_model(self) -> None:
+        if self.c.project is not None:
+            from .downloads import ensure_imagenet_weights
+
+            if ensure_imagenet_weights(self.w):
+                self.c.set_model(ModelSpec.imagenet(self.c.project.classes.names))
+
+    def import_model_dialog(self) -> None:
+        if self.c.project is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self.w, "Model file", "",
+                                              "PyTorch weights (*.pt *.pth);;All files (*)")
+        if path:
+            at_once = self._ask("Is this an at-once FCN-8s (trained in one stage, with the "
+                                "0.01 / 0.0001 skip scaling)?", ["No", "Yes"]) == 1
+            self.c.set_model(ModelSpec.file(path, self.c.project.classes.names, at_once))
+
+    # -- classes --------------------------------------------------------------------------------
+    def _class_edit(self, edit) -> None:
+        """Run an edit of the class set; a refusal is shown, never raised."""
+        from training.errors import FCNError
+
+        p = self.c.project
+        if p is None:
+            return
+        self.c.flush()
+        try:
+            remapped = edit(p)
+        except (FCNError, ValueError, OSError) as exc:
+            self._error(str(exc))
+            return
+        self.w.refresh_classes()
+        if remapped:
+            self._reload_current()
+
+    def _rename_or_recolor(self, change) -> None:
+        def edit(p) -> bool:
+            change(p.classes)
+            p.save_classes()
+            return False  # names and colours only: no label changes
+
+        self._class_edit(edit)
+
+    def add_class(self, name: str) -> None:
+        self._rename_or_recolor(lambda classes: classes.add(name))
+
+    def rename_class(self, index: int, name: str) -> None:
+        self._rename_or_recolor(lambda classes: classes.rename(index, name))
+
+    def set_class_color(self, index: int, rgb: tuple) -> None:
+        self._rename_or_recolor(lambda classes: classes.set_color(index, tuple(rgb)))
+
+    def delete_class(self, index: int) -> None:
+        p = self.c.project
+        if p is None:
+            return
+        choice = self._ask(f"Delete class {index} ({p.classes[index]})? Saved labels that use "
+                           "it are rewritten: its pixels become…",
+                           ["Background", "Void", "Cancel"], 2)
+        if choice in (0, 1):
+            target = 0 if choice == 0 else 255
+            self._remap(lambda p: p.classes.delete(index, p.label_usage(), replace_with=target))
+
+    def move_class(self, index: int, new_index: int) -> None:
+        self._remap(lambda p: p.classes.move(index, new_index, p.label_usage()))
+
+    def _remap(self, make_plan) -> None:
+        def edit(p) -> bool:
+            p.apply_class_change(make_plan(p))
+            return True  # saved labels were rewritten
+
+        self._class_edit(edit)
+
+    def _reload_current(self) -> None:
+        s = self.c.session
+        if s is not None:
+            image_id = s.image_id
+            self.c.forget_history(image_id)  # old deltas hold old class ids
+            self.show_image(image_id)
+
+    # -- lock and close ---------------------------------------------------------------------------
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def confirm_close(self) -> bool:
+        """Save what can be saved; ask when something could not be."""
+        try:
+            self.c.flush()
+        except Exception as exc:  # noqa: BLE001 - the question below covers it
+            self._error(str(exc))
+        failed = self.c.failed_saves()
+        if not failed:
+            return True
+        choice = self._ask(f"These labels could not be saved: {', '.join(failed)}.\n"
+                           "Close anyway and lose those edits?", ["Keep open", "Close"], 0)
+        return choice == 1
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td>{a}</td><td><b>{k}</b></td></tr>" for a, k in shortcut_table())
+        QMessageBox.information(self.w, "Keyboard shortcuts", f"<table>{rows}</table>")

@@ -1,0 +1,197 @@
+"""The whole window: open a project, predict in the background, paint, save, switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMessageBox
+
+from fcn_studio.model_spec import ModelSpec
+from fcn_studio.ui.inference import InferenceResult
+from fcn_studio.ui.main_window import MainWindow
+from fcn_studio.ui.settings import AppSettings
+from tests.synthetic import CLASS_NAMES, write_voc
+from tests.ui.mouse import drag
+from training import preprocess
+from training.checkpoint import make_checkpoint, save_checkpoint
+from training.images import read_image
+from training.model import ModelConfig, build_model
+from training.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(num_classes=3, fc_channels=64))
+    with torch.no_grad():  # non-zero scores so predictions are not all background
+        for name in ("score_fr", "score_pool4", "score_pool3"):
+            getattr(model, name).weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, make_checkpoint(model, CLASS_NAMES, preprocess.TORCHVISION))
+    return path
+
+
+@pytest.fixture
+def messages(monkeypatch) -> list[str]:
+    """Message boxes are recorded instead of blocking the test."""
+    seen: list[str] = []
+    for name in ("information", "warning", "critical"):
+        monkeypatch.setattr(QMessageBox, name, staticmethod(lambda _p, _t, text, *a, **k:
+                                                            seen.append(text)))
+    return seen
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    write_voc(root, n=4, n_val=1)
+    for image_id in ("img002", "img003"):  # these two have no label yet
+        (root / "SegmentationClass" / f"{image_id}.png").unlink()
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, project: Path, model_file: Path, messages) -> MainWindow:
+    settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    w = MainWindow(settings, device="cpu")
+    qtbot.addWidget(w)
+    w.resize(900, 600)
+    w.show()
+    qtbot.waitExposed(w)
+    with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
+        assert w.ops.open_project(project, model=ModelSpec.file(model_file, CLASS_NAMES))
+    return w
+
+
+def _show(qtbot, w: MainWindow, image_id: str, predicted: bool = False) -> None:
+    if predicted:
+        with qtbot.waitSignal(w.controller.predictionShown, timeout=60_000):
+            w.ops.show_image(image_id)
+    else:
+        w.ops.show_image(image_id)
+    assert w.controller.session.image_id == image_id
+
+
+def test_open_shows_first_image_with_its_saved_label(window: MainWindow, project: Path) -> None:
+    s = window.controller.session
+    assert s.image_id == "img000" and s.has_saved_label
+    saved = np.asarray(Image.open(project / "SegmentationClass" / "img000.png"))
+    np.testing.assert_array_equal(s.label, saved)
+    assert window.image_list.visible_ids() == ["img000", "img001", "img002", "img003"]
+    assert "model.pt" in window.model_label.text()
+
+
+def test_new_image_starts_from_the_models_prediction(qtbot, window: MainWindow, project: Path,
+                                                     model_file: Path) -> None:
+    _show(qtbot, window, "img002", predicted=True)
+    s = window.controller.session
+    expected = Predictor.load(model_file, "cpu").predict(
+        read_image(project / "JPEGImages" / "img002.png")).label
+    np.testing.assert_array_equal(s.prediction, expected)
+    np.testing.assert_array_equal(s.label, expected)  # the starting label
+    assert not s.dirty  # a prediction is not a correction
+    assert (project / ".fcn_studio" / "predictions" / "img002.png").is_file()
+    assert window.controller.project.entry("img002").state == "predicted"
+    assert not (project / "SegmentationClass" / "img002.png").exists()
+
+
+def test_paint_save_and_reload_equal(qtbot, window: MainWindow, project: Path) -> None:
+    _show(qtbot, window, "img002", predicted=True)
+    s = window.controller.session
+    before = s.label.copy()
+    window.class_panel.set_current(1)
+    window.canvas.set_class(1)
+    window.canvas.set_brush_radius(3)
+    drag(window.canvas, [(10, 10), (40, 12), (60, 30)])
+    assert s.dirty and (s.label != before).any() and s.label[10, 10] == 1
+    assert window.windowTitle().startswith("img002*")
+    window.actions_["save"].trigger()
+    window.controller.saver.wait()
+    qtbot.waitUntil(lambda: window.controller.project.entry("img002").state == "saved")
+    saved = np.asarray(Image.open(project / "SegmentationClass" / "img002.png"))
+    np.testing.assert_array_equal(saved, s.label)
+    assert Image.open(project / "SegmentationClass" / "img002.png").mode == "P"
+    assert "img002" in (project / "ImageSets" / "Segmentation" / "trainval.txt").read_text()
+    assert not s.dirty
+
+
+def test_undo_redo_through_the_actions(qtbot, window: MainWindow) -> None:
+    s = window.controller.session
+    original = s.label.copy()
+    window.canvas.set_class(2)
+    drag(window.canvas, [(5, 5), (30, 30)])
+    painted = s.label.copy()
+    assert (painted != original).any()
+    window.actions_["undo"].trigger()
+    np.testing.assert_array_equal(s.label, original)
+    window.actions_["redo"].trigger()
+    np.testing.assert_array_equal(s.label, painted)
+
+
+def test_switching_images_autosaves(qtbot, window: MainWindow, project: Path) -> None:
+    s = window.controller.session
+    window.canvas.set_class(2)
+    drag(window.canvas, [(2, 2), (20, 3)])
+    edited = s.label.copy()
+    window.actions_["next"].trigger()
+    assert window.controller.session.image_id == "img001"
+    window.controller.saver.wait()
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(project / "SegmentationClass" / "img000.png")), edited)
+    # Coming back shows the saved edit, and its undo history still works.
+    window.actions_["prev"].trigger()
+    np.testing.assert_array_equal(window.controller.session.label, edited)
+
+
+def test_stale_and_foreign_results_are_ignored(qtbot, window: MainWindow) -> None:
+    _show(qtbot, window, "img003", predicted=True)
+    s = window.controller.session
+    shown = s.label.copy()
+    other = np.full(shown.shape, 2, np.uint8)
+    unc = np.zeros(shown.shape, np.float32)
+    version = window.controller.model.version
+    # A late result for another image: stored for that image, not shown here.
+    window.controller._on_result(InferenceResult("img002", version, other, unc, 0.1, True))
+    np.testing.assert_array_equal(s.label, shown)
+    # A result from a model no longer in use: dropped.
+    window.controller._on_result(InferenceResult("img003", "old-model", other, unc, 0.1, False))
+    np.testing.assert_array_equal(s.label, shown)
+    assert not (s.prediction == 2).all()
+
+
+def test_unreadable_image_is_marked_not_fatal(qtbot, window: MainWindow, project: Path,
+                                              messages: list[str]) -> None:
+    (project / "JPEGImages" / "img003.png").write_bytes(b"\x89PNG broken")
+    window.ops.show_image("img003")
+    qtbot.waitUntil(lambda: bool(messages))
+    assert "img003" in messages[-1]
+    assert window.controller.project.entry("img003").error
+    assert window.controller.session.image_id == "img000"  # still on the previous image
+
+
+def test_save_error_keeps_the_edit(qtbot, window: MainWindow, monkeypatch,
+                                   messages: list[str]) -> None:
+    from training.errors import DataError
+
+    def refuse(image_id, label):
+        raise DataError("/readonly/SegmentationClass/x.png", "cannot write (Permission denied)")
+
+    monkeypatch.setattr(window.controller.project, "save_label", refuse)
+    s = window.controller.session
+    window.canvas.set_class(1)
+    drag(window.canvas, [(1, 1), (30, 1)])
+    edited = s.label.copy()
+    window.actions_["save"].trigger()
+    window.controller.saver.wait()
+    qtbot.waitUntil(lambda: any("Permission denied" in m for m in messages))
+    assert s.dirty  # still marked unsaved
+    window.actions_["next"].trigger()  # the save fails again on the switch
+    window.controller.saver.wait()
+    qtbot.waitUntil(lambda: window.controller.failed_saves() == ["img000"])
+    window.actions_["prev"].trigger()
+    np.testing.assert_array_equal(window.controller.session.label, edited)  # never lost
