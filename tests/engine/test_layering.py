@@ -32,3 +32,17 @@ def test_training_never_loads_qt(statement: str) -> None:
 def test_training_package_import_is_light() -> None:
     # The app imports `training` on the GUI thread; torch must load lazily.
     assert "torch" not in _loaded_modules_after("import training")
+
+
+def test_app_window_module_loads_without_torch() -> None:
+    # The window must appear before torch is imported (it loads on the inference thread).
+    loaded = _loaded_modules_after("import fcn_studio.ui.main_window, fcn_studio.ui.app")
+    assert "torch" not in loaded and "torchvision" not in loaded
+
+
+def test_core_loads_neither_qt_nor_torch() -> None:
+    loaded = _loaded_modules_after(
+        "import fcn_studio.project, fcn_studio.editing, fcn_studio.history, fcn_studio.image_cache,"
+        " fcn_studio.model_spec, fcn_studio.project_io, fcn_studio.sample_scenes")
+    bad = sorted(m for m in loaded if m.split(".")[0] in {"PySide6", "torch", "qtawesome"})
+    assert not bad, bad
