@@ -27,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "the built-in sample project on a first run)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = parser.parse_args(argv)
-    from .ui.app import run
+    # Absolute import: PyInstaller runs this file as a script, outside its package.
+    from fcn_studio.ui.app import run
 
     return run(args)
 
