@@ -5,7 +5,7 @@ Layout, under ``Project.models_dir``::
     v001/model.pt    the run's best.pt (else its last.pt)
     v001/meta.json   base, status, image ids, config, history, metrics, "before", classes
     current.json     {"id": "v002"}: the version the project uses; rollback = point back
-    ../runs/<time>/  where a training child writes (``VersionStore.new_run_dir``)
+    ../runs/<time>/  folders for training runs (``VersionStore.new_run_dir``)
 
 A version folder appears whole or not at all: model.pt and meta.json are written
 into a hidden temp folder beside the versions, which is then renamed to vNNN
@@ -139,24 +139,11 @@ def better(new: ModelVersion, old: ModelVersion | None) -> bool:
     return reference is None or new.mean_iou > reference
 
 
-def write_id_lists(run_dir: Path, train_ids: Sequence[str], val_ids: Sequence[str]) -> list[str]:
-    """Snapshot the run's image ids into the run folder; returns the training options
-    (``--train-list``, ``--val-list``) that use them, so later edits to the project's
-    split lists cannot change what a run trained on, and its version records it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    args: list[str] = []
-    for which, ids in (("train", train_ids), ("val", val_ids)):
-        path = run_dir / f"{which}_ids.txt"
-        atomic_write_text(path, "".join(f"{i}\n" for i in ids))
-        args += [f"--{which}-list", str(path.resolve())]
-    return args
-
-
 class VersionStore:
     """The versions in one project's models folder. One writer at a time (the project lock)."""
 
     def __init__(self, models_dir: Path) -> None:
-        self.models_dir = Path(models_dir)
+        self.models_dir = Path(models_dir).absolute()  # the training child has its own cwd
         self._lock = threading.Lock()
 
     @property
@@ -241,7 +228,7 @@ class VersionStore:
         meta = _version_meta(run, run_dir, chosen.stem, base, status,
                              run.classes or [str(n) for n in class_names])
         version = self._store(chosen, meta, move=move)
-        if move and run_dir.resolve().parent == self.runs_dir.resolve():
+        if move and self.runs_dir.resolve() in run_dir.resolve().parents:
             for name in ("best.pt", "last.pt", "resume.pt"):
                 with contextlib.suppress(OSError):
                     (run_dir / name).unlink(missing_ok=True)

@@ -22,7 +22,6 @@ from fcn_studio.versions import (
     VersionStore,
     better,
     checkpoint_problem,
-    write_id_lists,
 )
 from tests.synthetic import CLASS_NAMES, write_voc
 from training.train_config import add_arguments
@@ -114,9 +113,11 @@ def test_publish_takes_events_and_last_checkpoint(store: VersionStore, tmp_path:
 
 def test_publish_records_the_run_ids(store: VersionStore, tmp_path: Path) -> None:
     run = tmp_path / "r"
-    args = write_id_lists(run, ["a", "b"], ["c"])
-    assert args[0] == "--train-list" and args[2] == "--val-list"
-    fake_run(run, [epoch(1, 0.4)], config={"train_list": args[1], "val_list": args[3]})
+    run.mkdir()
+    (run / "train_ids.txt").write_text("a\nb\n")
+    (run / "val_ids.txt").write_text("c\n")
+    fake_run(run, [epoch(1, 0.4)], config={"train_list": str(run / "train_ids.txt"),
+                                            "val_list": str(run / "val_ids.txt")})
     v = store.publish(run, "scratch", "finished", NAMES)
     assert v is not None and (v.meta["train_ids"], v.meta["val_ids"]) == (["a", "b"], ["c"])
 
@@ -243,11 +244,12 @@ def test_import_run(store: VersionStore, tmp_path: Path) -> None:
 def test_new_run_dir_is_fresh_and_tidied_after_publish(store: VersionStore) -> None:
     a, b = store.new_run_dir(), store.new_run_dir()
     assert a != b and a.is_dir() and b.is_dir() and a.parent == store.models_dir.parent / "runs"
-    fake_run(a, [epoch(1, 0.5)], done="time_limit")
-    fake_checkpoint(a / "resume.pt")
-    v = store.publish(a, "imagenet", "time_limit", NAMES)
+    assert a.is_absolute()
+    run = fake_run(a / "run", [epoch(1, 0.5)], done="time_limit")
+    fake_checkpoint(run / "resume.pt")
+    v = store.publish(run, "imagenet", "time_limit", NAMES)
     assert v is not None and v.usable and v.status == "time_limit"
-    assert sorted(p.name for p in a.iterdir()) == ["config.json", "history.json", "log.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "history.json", "log.jsonl"]
 
 
 # -- the exported training job ---------------------------------------------------------------
