@@ -70,6 +70,16 @@ ACTIONS: tuple[ActionDef, ...] = (
               "A new FCN-8s with an ImageNet VGG16 backbone (downloads 528 MB once)"),
     ActionDef("model_file", "Import &Model File…", "import", (),
               "An FCN Studio checkpoint or a pytorch-fcn / Caffe FCN state dict"),
+    ActionDef("finetune", "&Fine-tune", "finetune", ("Ctrl+T",),
+              "Train the model on your saved labels with the defaults, while you keep working"),
+    ActionDef("finetune_dialog", "Fine-tune &Options…", "settings", ("Ctrl+Shift+T",),
+              "Choose the base model, duration, learning rate, device and validation share"),
+    ActionDef("cancel_training", "&Cancel Training", "cancel", (),
+              "Stop the run; its last checkpoint is kept as a version"),
+    ActionDef("import_run", "&Import Run…", "import", (),
+              "Add a run trained on a GPU server or cluster as a model version"),
+    ActionDef("export_job", "E&xport Training Job…", "export", (),
+              "A folder with the dataset, config and the torchrun command for a GPU server"),
     ActionDef("help_shortcuts", "&Keyboard Shortcuts", "help", ("F1",), "List the keyboard shortcuts"),
 )
 

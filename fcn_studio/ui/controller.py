@@ -7,8 +7,6 @@ background saver. It does no tensor maths and no whole-image work per event.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
@@ -39,6 +37,9 @@ class Controller(QObject):
         self.project: Project | None = None
         self.session: ImageSession | None = None
         self.model: ModelInfo | None = None
+        self.spec: ModelSpec | None = None  # the spec of the model in use
+        self._pending_spec: ModelSpec | None = None
+        self._refresh_all = False
         self.auto_apply = True  # a new image starts from the model's prediction
         self.saver = BackgroundSaver(self)
         self.saver.saved.connect(self._on_saved)
@@ -86,19 +87,29 @@ class Controller(QObject):
         self._order = ids
 
     # -- model ---------------------------------------------------------------------------
-    def set_model(self, spec: ModelSpec) -> None:
+    def set_model(self, spec: ModelSpec, refresh_all: bool = False) -> None:
+        """Load ``spec`` on the worker; with ``refresh_all`` every uncorrected image is
+        predicted again once it is loaded (after fine-tuning), else only those ahead."""
+        self._refresh_all = refresh_all
+        self._pending_spec = spec
         self.status.emit(f"loading {spec.description}…")
         self.worker.set_model(spec)
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model = info
+        if self._pending_spec is not None and self._pending_spec.version == info.version:
+            self.spec = self._pending_spec
         self.modelChanged.emit(info)
         if self.project is not None and list(info.class_names) != list(self.project.classes.names):
             self.message.emit("warning", "The model's classes differ from the project's:\n"
                               f"model: {', '.join(info.class_names)}\n"
                               f"project: {', '.join(self.project.classes.names)}\n"
                               "Predictions use the model's class ids.")
-        self.request_prediction()
+        if self._refresh_all:
+            self._refresh_all = False
+            self.refresh_predictions()
+        else:
+            self.request_prediction()
 
     def _on_model_failed(self, version: str, text: str) -> None:
         if self.model is None and version == "imagenet" and self.project is not None:
@@ -122,20 +133,36 @@ class Controller(QObject):
         else:
             self.worker.queue_ahead(ahead)
 
-    def _ahead_ids(self, current: str) -> list[str]:
+    def _stale(self, image_id: str) -> bool:
+        """Not corrected, readable, and without a prediction from the current model."""
+        assert self.project is not None and self.model is not None
+        e = self.project.entry(image_id)
+        if e.error is not None or e.state not in ("new", "predicted"):
+            return False
+        return e.state == "new" or e.model_version != self.model.version
+
+    def _ahead_ids(self, current: str, limit: int = PREDICT_AHEAD) -> list[str]:
         assert self.project is not None
         try:
             start = self._order.index(current) + 1
         except ValueError:
-            return []
+            start = 0
         out = []
-        for image_id in self._order[start:]:
-            entry = self.project.entry(image_id)
-            if entry.state == "new" and entry.error is None:
+        for image_id in self._order[start:] + self._order[:start]:
+            if image_id != current and self._stale(image_id):
                 out.append(image_id)
-            if len(out) >= PREDICT_AHEAD:
+            if len(out) >= limit:
                 break
         return out
+
+    def refresh_predictions(self) -> None:
+        """After a model change: the shown image first, then every uncorrected image."""
+        if self.project is None or self.session is None or self.model is None:
+            return
+        sid = self.session.image_id
+        ahead = [(i, self.project.entry(i).image_path)
+                 for i in self._ahead_ids(sid, limit=len(self._order))]
+        self.worker.request(sid, self.project.entry(sid).image_path, ahead)
 
     def _on_result(self, result: InferenceResult) -> None:
         if self.project is None or self.model is None or result.model_version != self.model.version:
@@ -293,13 +320,3 @@ class Controller(QObject):
         self.close_project()
         self.saver.shutdown()
         self.worker.shutdown()
-
-    @staticmethod
-    def model_for_project(project: Project) -> ModelSpec:
-        """The model a project starts with: its newest version, else ImageNet FCN-8s."""
-        names = tuple(project.classes.names)
-        versions = sorted(Path(project.models_dir).glob("*/model.pt"))
-        if versions:
-            path = versions[-1]
-            return ModelSpec("version", names, path=str(path), version=path.parent.name)
-        return ModelSpec.imagenet(names)

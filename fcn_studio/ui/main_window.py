@@ -23,12 +23,16 @@ from .actions import create_actions
 from .canvas import Canvas
 from .class_panel import ClassPanel
 from .controller import Controller
+from .effort_chart import EffortChart
+from .finetune import FinetuneController
 from .image_list import ImageListPanel
 from .inference import InferenceWorker, ModelInfo
 from .menus import build_menus, build_toolbar
+from .models_panel import ModelsPanel
 from .project_ops import ProjectOps
 from .settings import AppSettings
 from .tool_options import ToolOptionsPanel
+from .training_panel import TrainingPanel
 
 TOOLS = ("brush", "eraser", "void", "fill", "polygon", "eyedropper")
 
@@ -43,6 +47,7 @@ class MainWindow(QMainWindow):
         self.worker = InferenceWorker(device)
         self.controller = Controller(self.worker, self)
         self.ops = ProjectOps(self)
+        self.finetune = FinetuneController(self)
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
         self.class_panel = ClassPanel()
@@ -51,6 +56,16 @@ class MainWindow(QMainWindow):
         self._dock("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Tool Options", self.tool_options, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.training_panel = TrainingPanel()
+        self.models_panel = ModelsPanel()
+        self.effort_chart = EffortChart()
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self.training_dock = self._dock("Training", self.training_panel, bottom)
+        models_dock = self._dock("Models", self.models_panel, bottom)
+        effort_dock = self._dock("Correction Effort", self.effort_chart, bottom)
+        self.tabifyDockWidget(self.training_dock, models_dock)
+        self.tabifyDockWidget(models_dock, effort_dock)
+        models_dock.raise_()
         self.actions_ = create_actions(self, self._handlers())
         build_menus(self, self.actions_)
         build_toolbar(self, self.actions_)
@@ -104,6 +119,11 @@ class MainWindow(QMainWindow):
             "model_imagenet": self.ops.use_imagenet_model,
             "model_file": self.ops.import_model_dialog,
             "help_shortcuts": self.ops.show_shortcuts,
+            "finetune": self.finetune.one_click,
+            "finetune_dialog": self.finetune.dialog,
+            "cancel_training": self.finetune.job.cancel,
+            "import_run": self.finetune.import_run,
+            "export_job": self.finetune.export_job,
         }
         for tool in TOOLS:
             h[tool] = lambda checked, t=tool: checked and self._set_tool(t)
@@ -150,11 +170,29 @@ class MainWindow(QMainWindow):
         to.outlineChanged.connect(self.actions_["outline"].setChecked)
         to.overlayVisibleChanged.connect(self.actions_["toggle_overlay"].setChecked)
         to.uncertaintyVisibleChanged.connect(self.actions_["uncertainty"].setChecked)
+        ft, job, tp, mp = self.finetune, self.finetune.job, self.training_panel, self.models_panel
+        job.started.connect(tp.on_started)
+        job.progress.connect(tp.on_progress)
+        job.epochFinished.connect(tp.on_epoch)
+        job.logLine.connect(tp.on_log)
+        job.finished.connect(tp.on_finished)
+        job.started.connect(lambda _d: self._training_running(True))
+        job.finished.connect(lambda _d: self._training_running(False))
+        job.progress.connect(self._training_status)
+        tp.cancelRequested.connect(job.cancel)
+        ft.versionsChanged.connect(self._refresh_versions)
+        mp.useRequested.connect(ft.use_version)
+        mp.importRunRequested.connect(ft.import_run)
+        mp.exportJobRequested.connect(ft.export_job)
+        mp.finetuneRequested.connect(ft.one_click)
+        self._training_running(False)
 
     # -- project and session ------------------------------------------------------------
     @Slot(object)
     def _on_project(self, project) -> None:
         self.image_list.set_project(project)
+        self.finetune.set_project(project)
+        self._refresh_effort()
         if project is None:
             self.class_panel.set_classes([], [])
             self._update_title()
@@ -187,6 +225,33 @@ class MainWindow(QMainWindow):
         self.image_list.set_dirty(image_id, self.controller.is_dirty(image_id))
         self.image_list.refresh_entry(image_id)
         self._update_title()
+        p = self.controller.project
+        if p is not None and p.state_of(image_id) == "saved":
+            self._refresh_effort()
+
+    def _refresh_effort(self) -> None:
+        p = self.controller.project
+        self.effort_chart.set_history(p.history if p is not None else [])
+
+    def _refresh_versions(self) -> None:
+        self.models_panel.set_versions(self.finetune.versions(), self.finetune.current_id())
+
+    def _training_running(self, running: bool) -> None:
+        self.actions_["cancel_training"].setEnabled(running)
+        self.actions_["finetune"].setEnabled(not running)
+        self.actions_["finetune_dialog"].setEnabled(not running)
+        if not running:
+            self.worker_label.setText("")
+
+    def _training_status(self, d: dict) -> None:
+        from training.progress import format_duration
+
+        self.worker_label.setText(f"training: {d.get('iteration')}/{d.get('total')}, "
+                                  f"eta {format_duration(d.get('eta'))}")
+
+    def show_training_dock(self) -> None:
+        self.training_dock.show()
+        self.training_dock.raise_()
 
     @Slot(object)
     def _on_prediction(self, session) -> None:
@@ -204,8 +269,7 @@ class MainWindow(QMainWindow):
         if c.project is not None:
             parts.insert(0, c.project.root.name)
         if c.session is not None:
-            dirty = "*" if c.session.dirty else ""
-            parts.insert(0, f"{c.session.image_id}{dirty}")
+            parts.insert(0, f"{c.session.image_id}[*]")  # Qt shows [*] as * when modified
         self.setWindowTitle(" — ".join(parts))
         self.setWindowModified(bool(c.session and c.session.dirty))
 
@@ -290,7 +354,7 @@ class MainWindow(QMainWindow):
         self.ops.open_dropped(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        if not self.ops.confirm_close():
+        if not self.finetune.confirm_close() or not self.ops.confirm_close():
             event.ignore()
             return
         self.settings.save_window_state(self.saveGeometry(), self.saveState())

@@ -14,14 +14,15 @@ MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("&View", ("zoom_in", "zoom_out", "fit", "actual_size", "-", "toggle_overlay", "outline",
                "uncertainty")),
     ("&Navigate", ("prev", "next", "next_uncertain")),
-    ("&Model", ("predict", "-", "model_imagenet", "model_file")),
+    ("&Model", ("predict", "-", "finetune", "finetune_dialog", "cancel_training", "-",
+                "model_imagenet", "model_file", "-", "import_run", "export_job")),
     ("&Help", ("help_shortcuts",)),
 )
 
 TOOLBAR: tuple[str, ...] = (
     "open", "save", "-", "undo", "redo", "-", "brush", "eraser", "void", "fill", "polygon",
     "eyedropper", "-", "zoom_in", "zoom_out", "fit", "-", "prev", "next", "next_uncertain", "-",
-    "predict", "use_prediction", "uncertainty",
+    "predict", "use_prediction", "uncertainty", "-", "finetune",
 )
 
 

@@ -67,7 +67,7 @@ class ProjectOps:
                 return False
         self.c.set_project(project)
         self.w.settings.add_recent(project.root)
-        self.c.set_model(model or self.c.model_for_project(project))
+        self.c.set_model(model or self.w.finetune.startup_spec(project))
         first = self.w.image_list.visible_ids()
         if first:
             self.show_image(first[0])
