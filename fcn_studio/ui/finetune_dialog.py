@@ -1,0 +1,332 @@
+"""The fine-tuning options dialog, and the one-click defaults behind the Fine-tune button.
+
+The dialog is given plain values (the current version id, how many labels are
+saved, the project's classes, the current model's classes, the devices there
+are) and returns a plain dict from ``options()``; it starts nothing itself.
+Whatever would make a run pointless or surprising is checked here, before OK:
+no saved label disables OK with the reason, a base model whose classes differ
+from the project's needs an explicit "new score layers" tick, and very few
+images get a warning.
+
+``options()`` keys: ``base`` ("current" | "imagenet" | a checkpoint path),
+``epochs`` (int, or None when a time budget is used), ``time_limit_s`` (float,
+or None when epochs are used), ``lr``, ``device`` ("auto" | "cpu" | "cuda" |
+"mps" | ...), ``val_share`` (0.0..0.5), ``reinit_classes`` (bool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .icons import icon
+
+DEFAULT_EPOCHS: Final[int] = 20
+DEFAULT_MINUTES: Final[int] = 10
+DEFAULT_LR: Final[float] = 1e-4
+LEARNING_RATES: Final[tuple[float, ...]] = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+DEFAULT_VAL_PERCENT: Final[int] = 20
+FEW_IMAGES: Final[int] = 5
+"""Fewer saved labels than this get a warning (overfitting, a noisy score)."""
+
+ClassReader = Callable[[str], "list[str] | None"]
+"""checkpoint path -> its class names, or None when they cannot be read."""
+FilePicker = Callable[[QWidget], "str | None"]
+"""parent -> a chosen checkpoint path, or None when cancelled."""
+
+
+def has_accelerator(devices: Sequence[str]) -> bool:
+    return any(d.startswith(("cuda", "mps")) for d in devices)
+
+
+def class_mismatch(base: Sequence[str] | None, project: Sequence[str]) -> str | None:
+    """Why ``base``'s classes are not the project's, or None when they match (or are unknown)."""
+    if base is None or list(base) == list(project):
+        return None
+    if sorted(base) == sorted(project):
+        return "the base model has the project's classes in a different order"
+    new = [c for c in project if c not in base]
+    gone = [c for c in base if c not in project]
+    parts = [f"the base model has {len(base)} classes, the project {len(project)}"]
+    if new:
+        parts.append("new: " + ", ".join(new))
+    if gone:
+        parts.append("not in the project: " + ", ".join(gone))
+    return "; ".join(parts)
+
+
+def split_counts(labelled: int, val_share: float) -> tuple[int, int]:
+    """About how many (training, validation) images a share gives; training keeps at least one."""
+    val = min(round(labelled * val_share), max(labelled - 1, 0))
+    return labelled - val, val
+
+
+def default_options(current_version: str | None, devices: Sequence[str]) -> dict[str, Any]:
+    """The one-click settings: the current model (else ImageNet), lr 1e-4, 20 % validation.
+
+    With a GPU the run is 20 epochs; on a CPU only a 10-minute time budget, so a
+    click never means an hour of a busy laptop.
+    """
+    gpu = has_accelerator(devices)
+    return {
+        "base": "current" if current_version else "imagenet",
+        "epochs": DEFAULT_EPOCHS if gpu else None,
+        "time_limit_s": None if gpu else DEFAULT_MINUTES * 60.0,
+        "lr": DEFAULT_LR,
+        "device": "auto",
+        "val_share": DEFAULT_VAL_PERCENT / 100,
+        "reinit_classes": False,
+    }
+
+
+class FinetuneDialog(QDialog):
+    """Base model, duration (epochs or minutes), learning rate, device, validation share."""
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        current_version: str | None,
+        labelled: int,
+        class_names: list[str],
+        base_classes: list[str] | None,
+        devices: list[str],
+        read_classes: ClassReader | None = None,
+    ) -> None:
+        """``base_classes``: the current model's classes; ``read_classes`` gives a file's."""
+        super().__init__(parent)
+        self.setWindowTitle("Fine-tune the model")
+        self.setWindowIcon(icon("finetune"))
+        self._labelled = labelled
+        self._class_names = list(class_names)
+        self._base_classes = base_classes
+        self._read_classes = read_classes
+        self._file: str | None = None
+        self._file_classes: list[str] | None = None
+        # Replaceable so tests (and scripted use) never block in a modal file dialog.
+        self.pick_file: FilePicker = _dialog_pick_file
+        defaults = default_options(current_version, devices)
+
+        self.base_combo = QComboBox()
+        if current_version:
+            self.base_combo.addItem(icon("model"), f"current model ({current_version})", "current")
+        self.base_combo.addItem("ImageNet FCN-8s (new score layers)", "imagenet")
+        self.base_combo.addItem("a file…", "file")
+        self.file_label = QLabel()
+        self.file_button = QPushButton("Choose…")
+        file_row = QHBoxLayout()
+        file_row.setContentsMargins(0, 0, 0, 0)
+        file_row.addWidget(self.file_label, 1)
+        file_row.addWidget(self.file_button)
+        self.file_row = QWidget()
+        self.file_row.setLayout(file_row)
+
+        self.epochs_radio = QRadioButton("Epochs")
+        self.time_radio = QRadioButton("Time budget")
+        self._duration = QButtonGroup(self)
+        self._duration.addButton(self.epochs_radio)
+        self._duration.addButton(self.time_radio)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(defaults["epochs"] or DEFAULT_EPOCHS)
+        self.minutes_spin = QSpinBox()
+        self.minutes_spin.setRange(1, 24 * 60)
+        self.minutes_spin.setSuffix(" min")
+        self.minutes_spin.setValue(round((defaults["time_limit_s"] or DEFAULT_MINUTES * 60) / 60))
+        (self.epochs_radio if defaults["epochs"] else self.time_radio).setChecked(True)
+        duration = QHBoxLayout()
+        for w in (self.epochs_radio, self.epochs_spin, self.time_radio, self.minutes_spin):
+            duration.addWidget(w)
+        duration.addStretch(1)
+
+        self.lr_combo = QComboBox()
+        for lr in LEARNING_RATES:
+            self.lr_combo.addItem(f"{lr:.0e}".replace("e-0", "e-"), lr)
+        self.lr_combo.setCurrentIndex(LEARNING_RATES.index(DEFAULT_LR))
+        self.lr_combo.setToolTip("Lower keeps more of what the model knew; higher adapts faster")
+
+        self.device_combo = QComboBox()
+        auto = next((d for d in ("cuda", "mps") if any(x.startswith(d) for x in devices)), "cpu")
+        self.device_combo.addItem(f"auto ({auto})", "auto")
+        for d in dict.fromkeys(devices):
+            self.device_combo.addItem(d, d)
+
+        self.val_spin = QSpinBox()
+        self.val_spin.setRange(0, 50)
+        self.val_spin.setSuffix(" %")
+        self.val_spin.setValue(DEFAULT_VAL_PERCENT)
+        self.split_label = QLabel()
+        val_row = QHBoxLayout()
+        val_row.addWidget(self.val_spin)
+        val_row.addWidget(self.split_label, 1)
+
+        self.warning_label = QLabel()
+        self.warning_label.setWordWrap(True)
+        self.reinit_check = QCheckBox("Start new score layers for these classes")
+        self.reinit_check.setToolTip("The base model's class scores are dropped; the backbone is kept")
+        self.reason_label = QLabel()
+        self.reason_label.setWordWrap(True)
+        self.reason_label.setStyleSheet("color: #c0392b;")
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setText("Start fine-tuning")
+        self.ok_button.setIcon(icon("finetune"))
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        form = QFormLayout()
+        form.addRow("Base model:", self.base_combo)
+        form.addRow("", self.file_row)
+        form.addRow("Duration:", duration)
+        form.addRow("Learning rate:", self.lr_combo)
+        form.addRow("Device:", self.device_combo)
+        form.addRow("Validation share:", val_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.warning_label)
+        layout.addWidget(self.reinit_check)
+        layout.addWidget(self.reason_label)
+        layout.addWidget(self.buttons)
+
+        self._base_index = self.base_combo.currentIndex()
+        self.base_combo.currentIndexChanged.connect(self._on_base)
+        self.file_button.clicked.connect(self._choose_file)
+        self._duration.buttonToggled.connect(self._update)
+        self.val_spin.valueChanged.connect(self._update)
+        self.reinit_check.toggled.connect(self._update)
+        self._update()
+
+    # -- reading the controls ------------------------------------------------------
+
+    def base(self) -> str:
+        """"current", "imagenet" or the chosen file's path ("" while none is chosen)."""
+        kind = self.base_combo.currentData()
+        return (self._file or "") if kind == "file" else str(kind)
+
+    def chosen_base_classes(self) -> list[str] | None:
+        """The classes of the chosen base, or None when unknown or irrelevant (ImageNet)."""
+        kind = self.base_combo.currentData()
+        if kind == "current":
+            return self._base_classes
+        return self._file_classes if kind == "file" else None
+
+    def mismatch(self) -> str | None:
+        return class_mismatch(self.chosen_base_classes(), self._class_names)
+
+    def problem(self) -> str | None:
+        """Why OK is disabled, or None."""
+        if self._labelled <= 0:
+            return "Nothing to train on yet: save at least one corrected label first."
+        if self.base_combo.currentData() == "file" and not self._file:
+            return "Choose a model file to start from."
+        if self.mismatch() and not self.reinit_check.isChecked():
+            return "Tick “Start new score layers” to train the base model on these classes."
+        return None
+
+    def options(self) -> dict[str, Any]:
+        by_time = self.time_radio.isChecked()
+        return {
+            "base": self.base(),
+            "epochs": None if by_time else self.epochs_spin.value(),
+            "time_limit_s": self.minutes_spin.value() * 60.0 if by_time else None,
+            "lr": float(self.lr_combo.currentData()),
+            "device": str(self.device_combo.currentData()),
+            "val_share": self.val_spin.value() / 100,
+            "reinit_classes": bool(self.mismatch()) and self.reinit_check.isChecked(),
+        }
+
+    @staticmethod
+    def quick_options(
+        *,
+        current_version: str | None,
+        labelled: int,
+        class_names: list[str],
+        base_classes: list[str] | None,
+        devices: list[str],
+    ) -> dict[str, Any] | None:
+        """The one-click options, or None when a person must decide first (open the dialog).
+
+        None when nothing is labelled yet, or when the current model's classes
+        differ from the project's: a click must never silently drop score layers.
+        """
+        if labelled <= 0:
+            return None
+        opts = default_options(current_version, devices)
+        if opts["base"] == "current" and class_mismatch(base_classes, class_names):
+            return None
+        return opts
+
+    def accept(self) -> None:
+        if self.problem() is None:  # Enter on a disabled OK must not start a run either
+            super().accept()
+
+    # -- reactions -------------------------------------------------------------------
+
+    def _on_base(self, index: int) -> None:
+        if self.base_combo.itemData(index) == "file" and not self._file and not self._choose_file():
+            # Cancelled the picker: go back to what was chosen before.
+            self.base_combo.setCurrentIndex(self._base_index)
+            return
+        self._base_index = index
+        self._update()
+
+    def _choose_file(self) -> bool:
+        path = self.pick_file(self)
+        if not path:
+            return False
+        self._file = path
+        self._file_classes = self._read_classes(path) if self._read_classes else None
+        self.file_label.setText(path)
+        self.file_label.setToolTip(path)
+        self._update()
+        return True
+
+    def _update(self) -> None:
+        self.file_row.setVisible(self.base_combo.currentData() == "file")
+        self.epochs_spin.setEnabled(self.epochs_radio.isChecked())
+        self.minutes_spin.setEnabled(self.time_radio.isChecked())
+        train, val = split_counts(self._labelled, self.val_spin.value() / 100)
+        self.split_label.setText(f"≈ {train} for training, {val} for validation")
+        warnings = []
+        mismatch = self.mismatch()
+        if mismatch:
+            warnings.append(f"Classes differ: {mismatch}.")
+        elif self.base_combo.currentData() == "file" and self._file and self._file_classes is None:
+            warnings.append("The file's classes could not be read; they are checked when training starts.")
+        if 0 < self._labelled < FEW_IMAGES:
+            warnings.append(f"Only {self._labelled} labelled image{'s' * (self._labelled != 1)}: "
+                            "the model may overfit and the score is noisy. Label a few more if you can.")
+        if self._labelled > 0 and val == 0:
+            warnings.append("No validation images: there will be no before/after score.")
+        self.warning_label.setText("\n".join(warnings))
+        self.warning_label.setVisible(bool(warnings))
+        self.reinit_check.setVisible(bool(mismatch))
+        problem = self.problem()
+        self.reason_label.setText(problem or "")
+        self.reason_label.setVisible(problem is not None)
+        self.ok_button.setEnabled(problem is None)
+
+
+def _dialog_pick_file(parent: QWidget) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Model to start from", "",
+                                          "Checkpoints (*.pt *.pth);;All files (*)")
+    return path or None
