@@ -26,7 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("project", nargs="?", help="project folder (default: the last one, or "
                         "the built-in sample project on a first run)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation step by step (no display or network "
+                        "needed; about a minute on a CPU), then exit: 0 when all pass")
     args = parser.parse_args(argv)
+    if args.self_test:
+        from fcn_studio.selftest import main as self_test
+
+        return self_test()
     # Absolute import: PyInstaller runs this file as a script, outside its package.
     from fcn_studio.ui.app import run
 
