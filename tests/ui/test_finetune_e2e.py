@@ -6,17 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMessageBox
 
 from fcn_studio.model_spec import ModelSpec
 from fcn_studio.ui.main_window import MainWindow
-from fcn_studio.ui.settings import AppSettings
 from tests.synthetic import CLASS_NAMES, synthetic_pair, write_voc
-from training import preprocess
-from training.checkpoint import make_checkpoint, save_checkpoint
-from training.model import ModelConfig, build_model
+from tests.ui.conftest import small_checkpoint
 
 # Small and fast: a BN backbone with a narrow head on 64x80 images, 64-pixel crops.
 FAST = ["--crop", "64", "--batch-size", "2", "--lr", "1e-3", "--workers", "0"]
@@ -24,32 +18,16 @@ FAST = ["--crop", "64", "--batch-size", "2", "--lr", "1e-3", "--workers", "0"]
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(num_classes=3, backbone="vgg16_bn", fc_channels=64))
-    path = tmp_path_factory.mktemp("base") / "base.pt"
-    save_checkpoint(path, make_checkpoint(model, CLASS_NAMES, preprocess.TORCHVISION))
-    return path
+    return small_checkpoint(tmp_path_factory.mktemp("base") / "base.pt", backbone="vgg16_bn")
 
 
 @pytest.fixture
-def messages(monkeypatch) -> list[str]:
-    seen: list[str] = []
-    for name in ("information", "warning", "critical"):
-        monkeypatch.setattr(QMessageBox, name, staticmethod(
-            lambda _p, _t, text, *a, **k: seen.append(text)))
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(
-        lambda *a, **k: QMessageBox.StandardButton.Yes))
-    return seen
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path, base_model: Path, messages) -> MainWindow:
+def window(qtbot, tmp_path: Path, base_model: Path, messages, isolated_settings) -> MainWindow:
     root = tmp_path / "proj"
     write_voc(root, n=6, n_val=2)
     for i in range(2, 6):  # only img000 and img001 start labelled
         (root / "SegmentationClass" / f"img{i:03d}.png").unlink()
-    settings = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    w = MainWindow(settings, device="cpu")
+    w = MainWindow(isolated_settings, device="cpu")
     qtbot.addWidget(w)
     w.show()
     with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):

@@ -6,44 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QMessageBox
 
 from fcn_studio.model_spec import ModelSpec
 from fcn_studio.ui.inference import InferenceResult
 from fcn_studio.ui.main_window import MainWindow
-from fcn_studio.ui.settings import AppSettings
 from tests.synthetic import CLASS_NAMES, write_voc
+from tests.ui.conftest import small_checkpoint
 from tests.ui.mouse import drag
-from training import preprocess
-from training.checkpoint import make_checkpoint, save_checkpoint
 from training.images import read_image
-from training.model import ModelConfig, build_model
 from training.predict import Predictor
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    model = build_model(ModelConfig(num_classes=3, fc_channels=64))
-    with torch.no_grad():  # non-zero scores so predictions are not all background
-        for name in ("score_fr", "score_pool4", "score_pool3"):
-            getattr(model, name).weight.normal_(0, 0.05)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(path, make_checkpoint(model, CLASS_NAMES, preprocess.TORCHVISION))
-    return path
-
-
-@pytest.fixture
-def messages(monkeypatch) -> list[str]:
-    """Message boxes are recorded instead of blocking the test."""
-    seen: list[str] = []
-    for name in ("information", "warning", "critical"):
-        monkeypatch.setattr(QMessageBox, name, staticmethod(lambda _p, _t, text, *a, **k:
-                                                            seen.append(text)))
-    return seen
+    return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1,
+                            random_scores=True)
 
 
 @pytest.fixture
@@ -56,9 +34,8 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, project: Path, model_file: Path, messages) -> MainWindow:
-    settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    w = MainWindow(settings, device="cpu")
+def window(qtbot, project: Path, model_file: Path, messages, isolated_settings) -> MainWindow:
+    w = MainWindow(isolated_settings, device="cpu")
     qtbot.addWidget(w)
     w.resize(900, 600)
     w.show()
