@@ -182,18 +182,25 @@ class FinetuneController(QObject):
             return
         status = result.get("status", "failed")
         version = None
-        if status in ("finished", "cancelled", "time_limit"):
-            try:
-                version = self.store.publish(Path(result.get("run_dir") or run["run_dir"] / "run"),
-                                             run["base"], status, run["names"],
-                                             events=self.job.events)
-            except Exception as exc:  # noqa: BLE001 - shown, the app carries on
-                QMessageBox.critical(self.w, "Fine-tune", f"Could not store the new model:\n{exc}")
+        try:
+            # Even a failed or killed run keeps its last good checkpoint as a version
+            # (publish returns None when there is none).
+            version = self.store.publish(Path(result.get("run_dir") or run["run_dir"] / "run"),
+                                         run["base"], status, run["names"],
+                                         events=self.job.events)
+        except Exception as exc:  # noqa: BLE001 - shown, the app carries on
+            QMessageBox.critical(self.w, "Fine-tune", f"Could not store the new model:\n{exc}")
         self.versionsChanged.emit()
+        if status in ("failed", "crashed"):
+            kept = f" Its last checkpoint was kept as {version.id}." if version else ""
+            QMessageBox.warning(self.w, "Fine-tune", f"Training stopped: "
+                                f"{result.get('error') or status}.{kept}\n\n"
+                                f"{(result.get('log') or '')[-1500:]}")
+            return
         if version is None:
             return
         old = self.store.get(run["base"]) if run["base"].startswith("v") else None
-        if better(version, old) or old is None and version.mean_iou is not None:
+        if better(version, old):
             self.use_version(version.id)
         else:
             choice = QMessageBox.question(

@@ -67,7 +67,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(models_dock, effort_dock)
         models_dock.raise_()
         self.actions_ = create_actions(self, self._handlers())
-        build_menus(self, self.actions_)
+        self.menus = build_menus(self, self.actions_)
+        self._device = device
+        self._build_device_menu()
         build_toolbar(self, self.actions_)
         self._status_widgets()
         self._connect()
@@ -128,6 +130,27 @@ class MainWindow(QMainWindow):
         for tool in TOOLS:
             h[tool] = lambda checked, t=tool: checked and self._set_tool(t)
         return h
+
+    def _build_device_menu(self) -> None:
+        """Model > Device: where the model runs (auto = CUDA, then MPS, then CPU)."""
+        from PySide6.QtGui import QActionGroup
+
+        menu = self.menus["Model"].addMenu("&Device")
+        group = QActionGroup(self)
+        for name in ("auto", "cpu", "cuda", "mps"):
+            act = menu.addAction(name)
+            act.setCheckable(True)
+            act.setChecked(name == self._device)
+            group.addAction(act)
+            act.triggered.connect(lambda _checked=False, n=name: self.set_device(n))
+
+    def set_device(self, name: str) -> None:
+        """Reload the model in use on ``name``; a device that is not there is reported
+        and the model keeps running where it was."""
+        self._device = name
+        self.worker.set_device(name)
+        if self.controller.spec is not None:
+            self.controller.set_model(self.controller.spec)
 
     def _status_widgets(self) -> None:
         self.model_label = QLabel("Model: loading…")

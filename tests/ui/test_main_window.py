@@ -172,3 +172,32 @@ def test_save_error_keeps_the_edit(qtbot, window: MainWindow, monkeypatch,
     qtbot.waitUntil(lambda: window.controller.failed_saves() == ["img000"])
     window.actions_["prev"].trigger()
     np.testing.assert_array_equal(window.controller.session.label, edited)  # never lost
+
+
+def test_a_model_that_fails_to_load_leaves_the_previous_one(qtbot, window: MainWindow,
+                                                            tmp_path: Path,
+                                                            messages: list[str]) -> None:
+    before = window.controller.model
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with qtbot.waitSignal(window.worker.modelFailed, timeout=60_000):
+        window.controller.set_model(ModelSpec.file(bad, CLASS_NAMES))
+    qtbot.waitUntil(lambda: any("broken.pt" in m for m in messages))
+    assert window.controller.model is before
+    assert "stays in use" in messages[-1]
+    # ...and it still predicts.
+    with qtbot.waitSignal(window.controller.predictionShown, timeout=60_000):
+        window.ops.show_image("img002")
+
+
+def test_device_menu_reloads_the_model_on_the_chosen_device(qtbot, window: MainWindow,
+                                                             messages: list[str]) -> None:
+    with qtbot.waitSignal(window.controller.modelChanged, timeout=60_000) as got:
+        window.set_device("cpu")
+    assert got.args[0].device == "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        with qtbot.waitSignal(window.worker.modelFailed, timeout=60_000):
+            window.set_device("cuda")
+        assert window.controller.model.device == "cpu"  # still working on the CPU
