@@ -80,6 +80,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:
+            # The canvas is the work area: on a first run the bottom docks start short
+            # (after the first layout pass, when the dock sizes can be set).
+            QTimer.singleShot(0, lambda: self.resizeDocks([self.training_dock], [300],
+                                                          Qt.Orientation.Vertical))
         self.actions_["brush"].setChecked(True)
         self.actions_["toggle_overlay"].setChecked(True)
         self.worker.start()

@@ -118,7 +118,7 @@ def _chart(title: str) -> tuple[QChart, QChartView]:
     chart.setBackgroundRoundness(0)
     view = QChartView(chart)
     view.setRenderHint(QPainter.RenderHint.Antialiasing)
-    view.setMinimumHeight(140)
+    view.setMinimumHeight(200)  # room for the axis labels
     return chart, view
 
 
@@ -160,9 +160,15 @@ class TrainingPanel(QWidget):
         bar_row = QHBoxLayout()
         bar_row.addWidget(self.progress, 1)
         bar_row.addWidget(self.cancel_button)
+        # Charts side by side (a dock at the bottom is wide and short), the log below.
+        charts = QSplitter(Qt.Orientation.Horizontal)
+        self._build_charts(charts)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        self._build_charts(splitter)
+        splitter.addWidget(charts)
         splitter.addWidget(self.log_view)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([400, 100])
         layout = QVBoxLayout(self)
         layout.addWidget(self.status_label)
         layout.addLayout(bar_row)
