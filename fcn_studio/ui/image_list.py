@@ -96,6 +96,11 @@ class ImageListModel(QAbstractListModel):
         self._row_of = {image_id: row for row, image_id in enumerate(self._visible)}
         self.endResetModel()
 
+    def set_uncertainty_order(self, on: bool) -> None:
+        """Active learning: unsaved images first, most uncertain prediction first."""
+        self._by_uncertainty = on
+        self.refilter()
+
     def set_filter(self, text: str, state: str) -> None:
         if state not in STATE_FILTERS:
             raise ValueError(f"unknown state filter {state!r}; expected one of {STATE_FILTERS}")
@@ -174,6 +179,17 @@ class ImageListModel(QAbstractListModel):
     # -- internals ------------------------------------------------------------------------
 
     def _filtered(self) -> list[str]:
+        ids = self._matching()
+        if getattr(self, "_by_uncertainty", False):
+            def key(image_id: str) -> tuple[int, float]:
+                e = self.entry(image_id)
+                u = e.mean_uncertainty
+                return (e.state == "saved", -u if u is not None else 1.0)
+
+            ids.sort(key=key)  # stable: equal keys keep name order
+        return ids
+
+    def _matching(self) -> list[str]:
         ids = [i for i in self._all if self._text in i.lower()] if self._text else list(self._all)
         if self._state == "all":
             return ids
@@ -234,6 +250,7 @@ class ImageListPanel(QWidget):
     """Filter line, state filter, list/icon view of the project's images."""
 
     imageActivated = Signal(str)
+    orderChanged = Signal()  # the filter or the order changed: navigation follows visible_ids()
     """A person clicked a row or pressed Enter on it."""
 
     def __init__(self, parent: QWidget | None = None,
@@ -249,6 +266,12 @@ class ImageListPanel(QWidget):
         self.state_combo = QComboBox()
         self.state_combo.addItems(list(STATE_FILTERS))
         self.state_combo.setToolTip("Show only images in this state")
+        self.order_button = QToolButton()
+        self.order_button.setCheckable(True)
+        self.order_button.setAutoRaise(True)
+        self.order_button.setIcon(icon("next_uncertain"))
+        self.order_button.setToolTip("Active learning: unsaved images with the most uncertain "
+                                     "predictions first (Next follows this order)")
         self.mode_button = QToolButton()
         self.mode_button.setCheckable(True)
         self.mode_button.setAutoRaise(True)
@@ -268,6 +291,7 @@ class ImageListPanel(QWidget):
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.filter_edit, 1)
         top.addWidget(self.state_combo)
+        top.addWidget(self.order_button)
         top.addWidget(self.mode_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -278,6 +302,7 @@ class ImageListPanel(QWidget):
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.state_combo.currentTextChanged.connect(self._apply_filter)
         self.mode_button.toggled.connect(self.set_icon_mode)
+        self.order_button.toggled.connect(self._apply_order)
         self.view.clicked.connect(self._activate)
         self.view.activated.connect(self._activate)  # Enter, or double-click
         self._update_count()
@@ -351,6 +376,14 @@ class ImageListPanel(QWidget):
         if keep is not None:
             self.select(keep)
         self._update_count()
+        self.orderChanged.emit()
+
+    def _apply_order(self, on: bool) -> None:
+        keep = self.current_id()
+        self.model.set_uncertainty_order(on)
+        if keep is not None:
+            self.select(keep)
+        self.orderChanged.emit()
 
     def _update_count(self) -> None:
         shown, total = self.model.rowCount(), self.model.total()

@@ -183,6 +183,8 @@ class MainWindow(QMainWindow):
         cv.classPicked.connect(self.class_panel.set_current)
         cv.labelEdited.connect(lambda _box: self._update_title())
         self.image_list.imageActivated.connect(self._go)
+        self.image_list.orderChanged.connect(
+            lambda: self.controller.set_order(self.image_list.visible_ids()))
         cp = self.class_panel
         cp.currentChanged.connect(cv.set_class)
         cp.hiddenChanged.connect(cv.set_hidden_classes)

@@ -201,3 +201,24 @@ def test_device_menu_reloads_the_model_on_the_chosen_device(qtbot, window: MainW
         with qtbot.waitSignal(window.worker.modelFailed, timeout=60_000):
             window.set_device("cuda")
         assert window.controller.model.device == "cpu"  # still working on the CPU
+
+
+def test_active_learning_order_puts_the_most_uncertain_unsaved_image_next(
+        qtbot, window: MainWindow) -> None:
+    project = window.controller.project
+    qtbot.waitUntil(window.worker.is_idle, timeout=60_000)  # predictions ahead are done
+    rng = np.random.default_rng(0)
+    shape = project.load_image("img002").shape[:2]
+    for image_id, u in (("img002", 0.2), ("img003", 0.7)):
+        project.save_prediction(image_id, rng.integers(0, 3, shape, dtype=np.uint8),
+                                window.controller.model.version, u)
+        window.controller.entryChanged.emit(image_id)  # as a worker result does
+    window.image_list.order_button.setChecked(True)
+    order = window.image_list.visible_ids()
+    assert order[:2] == ["img003", "img002"]  # unsaved, most uncertain first
+    assert set(order[2:]) == {"img000", "img001"}  # saved ones last
+    window.ops.show_image("img003")
+    window.actions_["next"].trigger()  # Next follows the active-learning order
+    assert window.controller.session.image_id == "img002"
+    # "Next most uncertain" offers the most uncertain unsaved image other than this one.
+    assert window.controller.most_uncertain() == "img003"
