@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "needed; about a minute on a CPU), then exit: 0 when all pass")
     args = parser.parse_args(argv)
     if args.self_test:
-        from fcn_studio.selftest import main as self_test
+        from fcn_studio.ui.selftest import main as self_test
 
         return self_test()
     # Absolute import: PyInstaller runs this file as a script, outside its package.

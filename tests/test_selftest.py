@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fcn_studio import selftest
-from fcn_studio.selftest import Context, SelfTestError, Step, run_steps
+from fcn_studio.ui import selftest
+from fcn_studio.ui.selftest import Context, SelfTestError, Step, run_steps
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,7 +91,7 @@ def test_train_command_is_the_fine_tune_command(tmp_path: Path) -> None:
 
 def test_selftest_module_is_light() -> None:
     # Steps import torch and Qt themselves: `fcn-studio --help` and the app's start stay fast.
-    code = ("import sys, fcn_studio.__main__, fcn_studio.selftest\n"
+    code = ("import sys, fcn_studio.__main__, fcn_studio.ui.selftest\n"
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True,
                          text=True).stdout.split()

@@ -133,7 +133,7 @@ def step_load_model(ctx: Context) -> str:
     from training.predict import Predictor
     from training.weights import imagenet_weights_info
 
-    from .resources import sample_project_source
+    from ..resources import sample_project_source
 
     project = sample_project_source()
     _check(project.is_dir(), f"the bundled sample project is missing: {project}")
@@ -157,7 +157,7 @@ def step_segment(ctx: Context) -> str:
 
     from training import voc
 
-    from .resources import sample_project_source
+    from ..resources import sample_project_source
 
     predictor = ctx.values.get("predictor")
     _check(predictor is not None, "no model: the load model step did not run")
@@ -231,7 +231,7 @@ def _tiny_dataset(root: Path) -> list[str]:
 def _train_command(data: Path, out: Path) -> tuple[list[str], dict[str, str], str | None]:
     """The command, environment and working folder, as the Fine-tune action's TrainingJob
     builds them (it uses QProcess; this uses subprocess and needs no event loop)."""
-    from .ui.training_job import REPO_ROOT, command_prefix
+    from .training_job import REPO_ROOT, command_prefix
 
     command = [*command_prefix(), str(data), "--out", str(out), "--json", *TRAIN_ARGS]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
