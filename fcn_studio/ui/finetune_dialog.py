@@ -166,7 +166,8 @@ class FinetuneDialog(QDialog):
         auto = next((d for d in ("cuda", "mps") if any(x.startswith(d) for x in devices)), "cpu")
         self.device_combo.addItem(f"auto ({auto})", "auto")
         for d in dict.fromkeys(devices):
-            self.device_combo.addItem(d, d)
+            if d != "auto":  # already the first entry, with what it resolves to
+                self.device_combo.addItem(d, d)
 
         self.val_spin = QSpinBox()
         self.val_spin.setRange(0, 50)

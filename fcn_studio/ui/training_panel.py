@@ -203,7 +203,11 @@ class TrainingPanel(QWidget):
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         chart.addSeries(self.miou_series)
         chart.addSeries(self.before_series)
-        self.miou_x, self.miou_y = _axis("epoch", "%d"), _axis("mean IoU (%)", "%d")
+        self.miou_x, self.miou_y = _axis("epoch", "%d"), _axis("mIoU (%)", "%d")
+        # Half an epoch of margin each side, so the before marker at 0 is not cut
+        # in half; dynamic ticks keep the labels on whole epochs.
+        self.miou_x.setTickType(QValueAxis.TickType.TicksDynamic)
+        self.miou_x.setTickAnchor(0)
         self.miou_y.setRange(0, 100)
         chart.addAxis(self.miou_x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.miou_y, Qt.AlignmentFlag.AlignLeft)
@@ -240,7 +244,11 @@ class TrainingPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.loss_x.setRange(0, 1)
         self.loss_y.setRange(0, 1)
-        self.miou_x.setRange(0, 1)
+        self._epoch_range(1)
+
+    def _epoch_range(self, epochs: int) -> None:
+        self.miou_x.setRange(-0.5, epochs + 0.5)
+        self.miou_x.setTickInterval(max(1, math.ceil(epochs / 10)))
 
     def _cancel(self) -> None:
         if not self._running:
@@ -269,8 +277,7 @@ class TrainingPanel(QWidget):
         )
         self.rate_label.setText("Starting…")
         self.loss_x.setRange(0, total)
-        self.miou_x.setRange(0, epochs)
-        self.miou_x.setTickCount(min(epochs, 10) + 1)
+        self._epoch_range(epochs)
         if d.get("run_dir"):
             self.on_log(f"run folder: {d['run_dir']}")
 
@@ -327,8 +334,8 @@ class TrainingPanel(QWidget):
             self._best = float(max(best))
         # The line starts at the "before" point so it reads as the change from it.
         self.miou_series.append(float(epoch), 100 * float(miou))
-        if epoch > self.miou_x.max():
-            self.miou_x.setMax(epoch)
+        if epoch + 0.5 > self.miou_x.max():
+            self._epoch_range(epoch)
 
     def on_log(self, line: str) -> None:
         """One line of the child's log (stderr text, a non-JSON stdout line)."""

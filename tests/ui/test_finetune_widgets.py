@@ -43,6 +43,9 @@ def test_dialog_defaults_are_one_click_ready(qtbot) -> None:
     assert cpu.options()["base"] == "imagenet"
     assert cpu.options()["epochs"] is None and cpu.options()["time_limit_s"] == 600.0
     assert cpu.device_combo.currentText() == "auto (cpu)"
+    listed = make_dialog(qtbot, devices=["auto", "cpu", "cuda"])  # "auto" is listed once
+    combo = listed.device_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["auto", "cpu", "cuda"]
 
 
 def test_ok_disabled_with_no_saved_labels(qtbot) -> None:
