@@ -247,8 +247,10 @@ class TrainingPanel(QWidget):
         self._epoch_range(1)
 
     def _epoch_range(self, epochs: int) -> None:
-        self.miou_x.setRange(-0.5, epochs + 0.5)
+        # The interval first: a wide range with the old interval of 1 would lay out a
+        # tick per epoch (100,000 epochs froze the window).
         self.miou_x.setTickInterval(max(1, math.ceil(epochs / 10)))
+        self.miou_x.setRange(-0.5, epochs + 0.5)
 
     def _cancel(self) -> None:
         if not self._running:

@@ -76,7 +76,7 @@ def test_cancel_keeps_the_last_checkpoint_as_a_version(qtbot, window: MainWindow
     ft = window.finetune
     with qtbot.waitSignal(ft.job.progress, timeout=120_000):
         assert ft.start({"base": str(base_model), "val_share": 0.5, "device": "cpu",
-                         "iters": 100000, "extra_args": FAST})
+                         "iters": 5000, "extra_args": FAST})
     with qtbot.waitSignal(ft.job.finished, timeout=120_000) as done:
         ft.job.cancel()
     assert done.args[0]["status"] == "cancelled"

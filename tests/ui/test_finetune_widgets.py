@@ -400,3 +400,13 @@ def test_effort_chart_empty_state(qtbot) -> None:
     assert chart.summary_label.text() == "2 labels saved, none with a prediction to compare."
     chart.set_history([])
     assert chart.empty and chart.summary_label.text() == ""
+
+
+def test_a_long_run_sets_a_coarse_epoch_axis_quickly(qtbot) -> None:
+    # A time-budget run asks for many epochs; one tick per epoch froze the window.
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.on_started({"epochs": 100_000, "total": 100_000, "iters_per_epoch": 1})
+    assert panel.miou_x.tickInterval() >= 10_000
+    assert panel.miou_x.max() >= 100_000
