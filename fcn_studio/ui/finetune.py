@@ -75,9 +75,16 @@ class FinetuneController(QObject):
         dlg = FinetuneDialog(self.w, current_version=cur.id if cur else None,
                              labelled=len(self._labelled()), class_names=list(p.classes.names),
                              base_classes=cur.meta.get("class_names") if cur else None,
-                             devices=["auto", "cpu", "cuda", "mps"])
+                             devices=self._devices())
         if dlg.exec():
             self.start(dlg.options())
+
+    def _devices(self) -> list[str]:
+        """Devices that exist, as the worker found them (no torch import on the GUI thread):
+        a GPU is offered only when the model already runs on one."""
+        info = self.w.controller.model
+        gpu = info.device.split(":")[0] if info is not None else "cpu"
+        return ["auto", "cpu"] + ([gpu] if gpu in ("cuda", "mps") else [])
 
     def _refuse(self, text: str) -> None:
         QMessageBox.warning(self.w, "Fine-tune", text)
