@@ -6,25 +6,47 @@ a lock left behind by a process that died (a crash, a kill) is taken over. A loc
 from another host (a project on a network share) cannot be checked for liveness
 and counts as held; ``acquire(root, force=True)`` takes it anyway when the person
 says the other app is gone.
+
+Acquisition is atomic: the lock's content is written to a temp file first and then
+hard-linked into place (``os.link`` fails when the name exists), so a lock file is
+never seen empty or half-written by a second app opening the project at the same
+moment; an unreadable lock would otherwise look stale and be taken over. Where the
+file system has no hard links (FAT, some network shares) the file is created
+exclusively and then written, and a reader gives an unreadable lock that was
+written within :data:`UNREADABLE_GRACE_S` time to finish before calling it stale.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import socket
-import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from training.atomic import make_temp, pid_alive
 from training.errors import DataError, FCNError
 
 from .project_state import APP_DIR, now_iso
 
 LOCK_FILE = "lock"
+
+UNREADABLE_GRACE_S: float = 1.0
+"""How long an unreadable lock file counts as still being written (see above)."""
+
+_POLL_S = 0.02
+
+# link() errors that mean "no hard links on this file system", not "cannot write".
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS,
+             errno.EMLINK}
+
+__all__ = ["LOCK_FILE", "Lock", "LockInfo", "ProjectLocked", "acquire", "lock_path",
+           "pid_alive", "read_lock"]
 
 
 @dataclass(frozen=True)
@@ -104,11 +126,17 @@ def acquire(root: str | Path, *, force: bool = False) -> Lock:
     path = lock_path(root)
     info = LockInfo(os.getpid(), socket.gethostname(), now_iso(), secrets.token_hex(8))
     key = str(path.resolve())
-    for _attempt in range(3):
+    attempts, polls = 0, 0
+    while attempts < 3:
         if _create(path, info):
             _HELD.add(key)
             return Lock(path, info)
         current = _read(path)
+        if current is None and polls < 2 * UNREADABLE_GRACE_S / _POLL_S and _being_written(path):
+            polls += 1
+            _pause(_POLL_S)  # its writer is between create and write; ask again
+            continue
+        attempts += 1
         if current is not None and not force and (key in _HELD or _is_live(current)):
             raise ProjectLocked(path, current)
         # Stale (or forced): move it aside under a unique name, then create afresh.
@@ -132,9 +160,31 @@ def acquire(root: str | Path, *, force: bool = False) -> Lock:
 
 
 def _create(path: Path, info: LockInfo) -> bool:
-    """Create the lock file exclusively; False when one exists."""
+    """Make ``path`` hold ``info``, complete from its first moment; False when one exists."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = make_temp(path)
+    except OSError as exc:
+        raise DataError(path, f"cannot create the lock ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(asdict(info), f)
+        os.link(tmp, path)  # atomic, and refuses an existing name like O_EXCL
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in _NO_LINKS:
+            return _create_exclusive(path, info)
+        raise DataError(path, f"cannot create the lock ({exc.strerror or exc})") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _create_exclusive(path: Path, info: LockInfo) -> bool:
+    """Without hard links: create exclusively, then write (readers allow for the gap)."""
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
@@ -143,6 +193,19 @@ def _create(path: Path, info: LockInfo) -> bool:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(asdict(info), f)
     return True
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _being_written(path: Path) -> bool:
+    """Whether ``path`` was written so recently that its writer may not be done."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return False  # gone: the next create will tell
+    return abs(age) < UNREADABLE_GRACE_S
 
 
 def _read(path: Path) -> LockInfo | None:
@@ -162,38 +225,3 @@ def _is_live(info: LockInfo) -> bool:
     if info.pid == os.getpid():
         return False  # our pid but not in _HELD: a dead process whose pid we reuse
     return pid_alive(info.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        return _pid_alive_windows(pid)
-    try:
-        os.kill(pid, 0)  # signal 0: existence check, nothing is sent
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    except OSError:
-        return False
-    return True
-
-
-def _pid_alive_windows(pid: int) -> bool:
-    # os.kill(pid, 0) would *terminate* the process on Windows; ask the kernel instead.
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    process_query_limited_information, still_active = 0x1000, 259
-    handle = kernel32.OpenProcess(process_query_limited_information, False, pid)
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return True
-        return code.value == still_active
-    finally:
-        kernel32.CloseHandle(handle)

@@ -1,0 +1,161 @@
+"""Files and formats under faults: permissions, 16-bit images, stale temp files,
+the image size limit, odd file names and the VOC export CVAT imports (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from training import atomic
+from training.atomic import atomic_open, atomic_save, atomic_write_text
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+# -- item 10: atomic writes honour the umask -------------------------------------------
+
+
+@posix_only
+def test_current_umask_follows_the_process_umask() -> None:
+    old = os.umask(0o027)
+    try:
+        assert atomic.current_umask() == 0o027
+    finally:
+        os.umask(old)
+
+
+@posix_only
+def test_new_file_gets_0666_less_the_umask(tmp_path: Path, umask_022) -> None:
+    atomic_write_text(tmp_path / "class_names.txt", "background\n")
+    atomic_save(tmp_path / "label.png", lambda f: f.write(b"png"))
+    assert _mode(tmp_path / "class_names.txt") == 0o644
+    assert _mode(tmp_path / "label.png") == 0o644
+
+
+@posix_only
+def test_a_stricter_umask_is_honoured_too(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        atomic_write_text(tmp_path / "private.txt", "x")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "private.txt") == 0o600
+
+
+@posix_only
+def test_overwriting_keeps_the_old_files_mode(tmp_path: Path, umask_022) -> None:
+    label = tmp_path / "a.png"
+    label.write_bytes(b"old")
+    os.chmod(label, 0o664)  # group-writable, as a shared project might be
+    atomic_save(label, lambda f: f.write(b"new"))
+    assert label.read_bytes() == b"new" and _mode(label) == 0o664
+
+
+@posix_only
+def test_label_and_split_list_writers_are_readable_by_others(tmp_path: Path, umask_022) -> None:
+    import numpy as np
+
+    from training import voc
+
+    voc.write_label(tmp_path / "SegmentationClass" / "a.png", np.zeros((4, 6), np.uint8))
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "JPEGImages" / "a.jpg").write_bytes(b"x")
+    voc.write_split(tmp_path, "train", ["a"])
+    assert _mode(tmp_path / "SegmentationClass" / "a.png") == 0o644
+    assert _mode(voc.split_path(tmp_path, "train")) == 0o644
+
+
+# -- item 12: temp files of killed saves are removed -----------------------------------
+
+
+def _killed_writer_temp(folder: Path, name: str) -> Path:
+    """A temp file as a save killed mid-write leaves it (the writer really died)."""
+    code = ("import sys, os; from training.atomic import make_temp; "
+            "fd, tmp = make_temp(sys.argv[1]); os.write(fd, b'half'); print(tmp)")
+    out = subprocess.run([sys.executable, "-c", code, str(folder / name)], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2]).stdout
+    return Path(out.strip())
+
+
+def test_temp_of_a_dead_writer_is_removed_at_once(tmp_path: Path) -> None:
+    temp = _killed_writer_temp(tmp_path, "best.pt")
+    (tmp_path / "best.pt").write_bytes(b"good")
+    assert temp.exists() and temp.name.startswith(".best.pt.")
+    assert atomic.remove_stale_temps(tmp_path) == [temp]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+def test_temp_being_written_by_a_live_writer_is_kept(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with atomic_open(tmp_path / "state.json", "w") as f:
+            f.write("{")
+            entered.set()
+            release.wait(10)
+            f.write("}")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        temps = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert len(temps) == 1
+        assert atomic.remove_stale_temps(tmp_path) == []
+        assert temps[0].exists()
+    finally:
+        release.set()
+        thread.join()
+    assert (tmp_path / "state.json").read_text() == "{}"
+
+
+def test_only_the_writers_own_temp_names_are_touched(tmp_path: Path) -> None:
+    keep = ["notes.tmp", ".hidden.tmp", "a.png", ".x.1-zzzzzz-abcdefgh.tmp", ".cfg.tmp"]
+    for name in keep:
+        (tmp_path / name).write_bytes(b"x")
+    old = time.time() - 10 * atomic.STALE_AGE_S
+    for name in keep:
+        os.utime(tmp_path / name, (old, old))
+    assert atomic.remove_stale_temps(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_old_or_foreign_temps_go_only_after_the_age_limit(tmp_path: Path) -> None:
+    legacy = tmp_path / ".a.png.k2j_9x0q.tmp"  # named as before the pid was in the name
+    foreign = tmp_path / ".b.png.123-ffffff-abcdefgh.tmp"  # another host: pid unknowable
+    for p in (legacy, foreign):
+        p.write_bytes(b"x")
+    if atomic._HOST_TAG == "ffffff":  # pragma: no cover - one host in 16 million
+        pytest.skip("this host's tag is the one used for 'another host'")
+    assert atomic.remove_stale_temps(tmp_path) == []
+    old = time.time() - atomic.STALE_AGE_S - 5
+    os.utime(legacy, (old, old))
+    os.utime(foreign, (old, old))
+    assert sorted(atomic.remove_stale_temps(tmp_path)) == sorted([legacy, foreign])
+
+
+def test_recursive_cleanup_and_unreadable_folders(tmp_path: Path) -> None:
+    sub = tmp_path / "models" / "v001"
+    sub.mkdir(parents=True)
+    temp = _killed_writer_temp(sub, "model.pt")
+    assert atomic.remove_stale_temps(tmp_path) == []  # not recursive by default
+    assert atomic.remove_stale_temps(tmp_path, recursive=True) == [temp]
+    assert atomic.remove_stale_temps(tmp_path / "missing") == []
