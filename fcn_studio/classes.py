@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from training import voc
-from training.atomic import atomic_write_text
+from training.atomic import atomic_write_text, make_temp
 from training.errors import DataError
 from training.images import read_label_image
 from training.palette import VOID, palette_bytes, voc_colormap
@@ -343,7 +342,7 @@ def _png_writer(label: np.ndarray) -> Callable[[IO[bytes]], object]:
 
 def _stage(dest: Path, writer: Callable[[IO[bytes]], object]) -> Path:
     """Write a temp file beside ``dest`` (fsynced) and return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = make_temp(dest)  # the replaced label's mode, and a name cleanup knows
     try:
         with os.fdopen(fd, "wb") as f:
             writer(f)

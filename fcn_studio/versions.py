@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from training.atomic import atomic_write_text
+from training.atomic import atomic_write_text, current_umask
 from training.errors import DataError
 
 FORMAT: Final = "fcn-studio-version"
@@ -306,6 +306,7 @@ class VersionStore:
             for stale in [*self.models_dir.glob(".new-*"), *self.models_dir.glob(".trash-*")]:
                 shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-publish or mid-delete
             tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=self.models_dir))
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700: others could not read
             target, moved = tmp / MODEL_FILE, False
             try:
                 if move:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -110,3 +111,55 @@ def test_without_hard_links_the_lock_still_works(tmp_path: Path, monkeypatch) ->
         with pytest.raises(lockfile.ProjectLocked):
             lockfile.acquire(tmp_path)
     assert sorted(os.listdir(tmp_path / ".fcn_studio")) == []
+
+
+# -- item 10: the project's own writers honour the umask --------------------------------
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@posix_only
+def test_labels_state_lists_and_remapped_labels_are_readable_by_others(tmp_path: Path,
+                                                                      umask_022) -> None:
+    import numpy as np
+
+    from fcn_studio.project import Project
+    from tests.synthetic import write_voc
+
+    ids = write_voc(tmp_path, n=3, n_val=1)
+    for label in (tmp_path / "SegmentationClass").iterdir():
+        label.unlink()  # no labels yet: the app makes them
+    project = Project.open(tmp_path)
+    w, h = project.image_size(ids[0])
+    label = np.zeros((h, w), np.uint8)
+    label[:4, :4] = 1
+    project.save_label(ids[0], label)
+    written = [project.label_path(ids[0]), project.app_dir / "state.json",
+               tmp_path / "ImageSets" / "Segmentation" / "train.txt"]
+    assert {p: _mode(p) for p in written} == {p: 0o644 for p in written}
+    # Deleting class 1 rewrites the labels that use it (classes.py's own temp files).
+    project.apply_class_change(project.classes.delete(1, project.label_usage(), replace_with=0))
+    assert _mode(project.label_path(ids[0])) == 0o644
+
+
+@posix_only
+def test_a_published_model_version_is_readable_by_others(tmp_path: Path, umask_022) -> None:
+    from fcn_studio.versions import VersionStore
+    from tests.core.test_versions import NAMES, epoch, fake_run
+
+    store = VersionStore(tmp_path / "project" / ".fcn_studio" / "models")
+    version = store.publish(fake_run(tmp_path / "run", [epoch(0, 0.2), epoch(1, 0.5)]),
+                            "imagenet", "finished", NAMES)
+    assert _mode(version.dir) == 0o755
+    assert _mode(version.dir / "meta.json") == 0o644
