@@ -28,7 +28,7 @@ from typing import Final, Literal
 import numpy as np
 
 from training import voc
-from training.atomic import atomic_open
+from training.atomic import atomic_open, remove_stale_temps
 from training.errors import DataError, ImageReadError
 from training.id_masks import import_id_masks
 from training.images import image_size, list_images, read_image
@@ -123,8 +123,9 @@ class Project:
         """Open the VOC folder ``path``; raises NotAProject for a plain folder of images.
 
         Nothing is written (a corrupt state.json is the one exception: it is moved
-        aside). Without ``class_names.txt`` the 21 PASCAL VOC classes are assumed
-        and a warning says so.
+        aside). Temp files that killed saves left behind are removed
+        (:func:`remove_stale_temps`). Without ``class_names.txt`` the 21 PASCAL VOC
+        classes are assumed and a warning says so.
         """
         root = Path(path)
         if not root.is_dir():
@@ -135,6 +136,7 @@ class Project:
             except (ImageReadError, OSError):
                 count = 0
             raise NotAProject(root, count)
+        remove_stale_temps_in(root)
         warnings: list[str] = []
         images = scan_images(root, warnings)
         try:
@@ -413,6 +415,16 @@ class Project:
         predictions = [self.prediction_path(i) for i in sorted(self._predicted)]
         self.classes.apply(plan, self.root, extra_paths=predictions)
         self.save_classes()  # the colours file; class_names.txt is already written
+
+
+def remove_stale_temps_in(root: Path) -> list[Path]:
+    """Remove the temp files of killed atomic saves from every folder the app writes
+    in (labels, lists, images it copied, its own state, predictions, model versions
+    and runs); files still being written are kept. Returns the removed files."""
+    removed: list[Path] = []
+    for folder in (root, root / voc.IMAGES_DIR, root / voc.LABELS_DIR, root / voc.SETS_DIR):
+        removed += remove_stale_temps(folder)
+    return removed + remove_stale_temps(root / APP_DIR, recursive=True)
 
 
 def _write(action: Callable[[], object], path: Path) -> None:

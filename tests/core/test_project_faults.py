@@ -163,3 +163,40 @@ def test_a_published_model_version_is_readable_by_others(tmp_path: Path, umask_0
                             "imagenet", "finished", NAMES)
     assert _mode(version.dir) == 0o755
     assert _mode(version.dir / "meta.json") == 0o644
+
+
+# -- item 12: opening a project removes the temp files of killed saves ----------------
+
+
+def _killed_save(target: Path) -> Path:
+    """Start an atomic save of ``target`` in a child and kill it mid-write."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from training.atomic import atomic_open\n"
+         "with atomic_open(sys.argv[1]) as f:\n"
+         "    f.write(b'half a label'); f.flush(); print('writing', flush=True); sys.stdin.read()\n",
+         str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert child.stdout.readline().strip() == "writing"
+    child.kill()  # SIGKILL: no clean-up code runs
+    child.wait(30)
+    child.stdin.close()
+    child.stdout.close()
+    (temp,) = target.parent.glob(f".{target.name}.*.tmp")
+    return temp
+
+
+def test_opening_a_project_removes_temp_files_of_killed_saves(tmp_path: Path) -> None:
+    from fcn_studio.project import Project
+    from tests.synthetic import write_voc
+
+    ids = write_voc(tmp_path, n=2, n_val=1)
+    killed = [_killed_save(tmp_path / "SegmentationClass" / f"{ids[0]}.png"),
+              _killed_save(tmp_path / "ImageSets" / "Segmentation" / "train.txt"),
+              _killed_save(tmp_path / ".fcn_studio" / "state.json"),
+              _killed_save(tmp_path / ".fcn_studio" / "runs" / "r1" / "best.pt")]
+    users_file = tmp_path / "SegmentationClass" / "notes.tmp"
+    users_file.write_text("not ours")
+    project = Project.open(tmp_path)
+    assert [p for p in killed if p.exists()] == []
+    assert users_file.exists() and project.load_label(ids[0]) is not None
