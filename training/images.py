@@ -23,6 +23,14 @@ MAX_PIXELS: int = 200_000_000
 """Largest image accepted (200 MP, about 14000 x 14000). Larger ones are refused as
 possible decompression bombs; a 12 MP photo is far below it."""
 
+# Pillow has a bomb guard of its own: it raises for images over twice
+# Image.MAX_IMAGE_PIXELS (89.5 MP by default, so 179 MP), which would refuse images
+# under our documented limit. Raising its threshold to ours keeps it as a second
+# guard (it still raises past 2 x MAX_PIXELS) without cutting the limit short. A
+# program that switched Pillow's guard off (None) or raised it further is left alone.
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
 
 def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
@@ -96,6 +104,8 @@ def read_image(path: str | Path) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
         except Exception:  # unusual EXIF: keep the stored orientation
             pass
+        if img.mode in _WIDE_MODES:
+            img = _to_8_bit(path, img)
         if img.mode != "RGB":
             if img.mode in ("RGBA", "LA") or "transparency" in img.info:
                 # Composite onto white so transparent areas do not turn black.
@@ -105,6 +115,33 @@ def read_image(path: str | Path) -> np.ndarray:
             else:
                 img = img.convert("RGB")
         return np.asarray(img, dtype=np.uint8).copy()
+
+
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+"""Pillow modes of single-channel images with more than 8 bits per pixel."""
+
+
+def _to_8_bit(path: Path, img: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) grayscale image scaled to 8 bits ("L").
+
+    Pillow's own ``convert("RGB")`` clips such values at 255, which turns a 16-bit
+    PNG or TIFF all white. 16 bits map to 8 by their high byte, as every viewer
+    shows them. Pillow opens some 16-bit files as 32-bit "I": values up to 255 are
+    taken as 8-bit, values up to 65535 as 16-bit. Floating-point images have no
+    agreed range and are refused.
+    """
+    if img.mode == "F":
+        raise ImageReadError(path, "32-bit floating-point image: its value range is unknown; "
+                                   "convert it to an 8-bit (or 16-bit) image first")
+    arr = np.asarray(img)
+    if img.mode == "I":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 0xFFFF:
+            raise ImageReadError(path, f"32-bit integer image with values {lo}..{hi}; "
+                                       "expected 8 or 16 bits per channel (0..65535)")
+        if hi <= 0xFF:
+            return Image.fromarray(arr.astype(np.uint8), "L")
+    return Image.fromarray((arr.astype(np.uint32) >> 8).astype(np.uint8), "L")
 
 
 def read_label_image(path: str | Path) -> tuple[np.ndarray, str]:

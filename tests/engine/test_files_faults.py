@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from training import atomic
 from training.atomic import atomic_open, atomic_save, atomic_write_text
@@ -71,8 +73,6 @@ def test_overwriting_keeps_the_old_files_mode(tmp_path: Path, umask_022) -> None
 
 @posix_only
 def test_label_and_split_list_writers_are_readable_by_others(tmp_path: Path, umask_022) -> None:
-    import numpy as np
-
     from training import voc
 
     voc.write_label(tmp_path / "SegmentationClass" / "a.png", np.zeros((4, 6), np.uint8))
@@ -159,3 +159,88 @@ def test_recursive_cleanup_and_unreadable_folders(tmp_path: Path) -> None:
     assert atomic.remove_stale_temps(tmp_path) == []  # not recursive by default
     assert atomic.remove_stale_temps(tmp_path, recursive=True) == [temp]
     assert atomic.remove_stale_temps(tmp_path / "missing") == []
+
+
+# -- item 11: 16-bit images are scaled to 8 bits, not read as all white --------------
+
+
+def _gradient16(h: int = 48, w: int = 64) -> np.ndarray:
+    return (np.arange(h * w, dtype=np.uint32).reshape(h, w) * 65535 // (h * w - 1)).astype(
+        np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grayscale_image_is_scaled_to_8_bits(tmp_path: Path, suffix: str) -> None:
+    from training.images import read_image
+
+    values = _gradient16()
+    path = tmp_path / f"depth{suffix}"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I;16")  # what Pillow makes of the file
+    rgb = read_image(path)
+    assert rgb.shape == (48, 64, 3) and rgb.dtype == np.uint8
+    expected = (values >> 8).astype(np.uint8)
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[..., channel], expected)
+
+
+def test_32_bit_integer_images_holding_16_or_8_bit_values(tmp_path: Path) -> None:
+    from training.images import read_image
+
+    wide = _gradient16().astype(np.int32)
+    Image.fromarray(wide, "I").save(tmp_path / "wide.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "wide.tif")[..., 0], wide >> 8)
+    narrow = (np.arange(48 * 64).reshape(48, 64) % 256).astype(np.int32)
+    Image.fromarray(narrow, "I").save(tmp_path / "narrow.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "narrow.tif")[..., 0], narrow)
+
+
+def test_float_and_out_of_range_images_are_refused_by_name(tmp_path: Path) -> None:
+    from training.errors import ImageReadError
+    from training.images import read_image
+
+    Image.fromarray(np.ones((8, 8), np.float32), "F").save(tmp_path / "float.tif")
+    with pytest.raises(ImageReadError, match=r"float\.tif: 32-bit floating-point"):
+        read_image(tmp_path / "float.tif")
+    Image.fromarray(np.full((8, 8), 70000, np.int32), "I").save(tmp_path / "big.tif")
+    with pytest.raises(ImageReadError, match=r"big\.tif: .*values 70000\.\.70000"):
+        read_image(tmp_path / "big.tif")
+
+
+# -- item 13: the 200 MP limit is 200 MP ----------------------------------------------
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares ``width x height`` pixels (8-bit gray) but holds no data:
+    only its header is read, so a test can ask about a huge image cheaply."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_images_up_to_200_megapixels_are_accepted(tmp_path: Path) -> None:
+    from training.images import MAX_PIXELS, image_size
+
+    # 190 MP: over Pillow's own default guard (2 x 89.5 MP) but under ours.
+    assert image_size(_png_header(tmp_path / "pano.png", 19_000, 10_000)) == (19_000, 10_000)
+    side = int(MAX_PIXELS ** 0.5)
+    assert image_size(_png_header(tmp_path / "edge.png", side, side)) == (side, side)
+
+
+def test_images_over_200_megapixels_are_refused_with_the_limit(tmp_path: Path) -> None:
+    from training.errors import ImageReadError
+    from training.images import image_size
+
+    with pytest.raises(ImageReadError, match=r"20000x10100 = 202 megapixels is over the "
+                                             r"200 MP limit"):
+        image_size(_png_header(tmp_path / "bomb.png", 20_000, 10_100))
+    with pytest.raises(ImageReadError, match=r"bomb2\.png: refused: image too large"):
+        image_size(_png_header(tmp_path / "bomb2.png", 40_000, 40_000))  # Pillow's guard
