@@ -38,6 +38,10 @@ def add_images(project: Project, paths: Iterable[Path]) -> tuple[Project, list[s
         except DataError as exc:
             skipped.append((path, exc.problem))
             continue
+        if image_id != path.stem:
+            # ' a.jpg' would be copied but never listed: split lists strip each line.
+            skipped.append((path, "leading or trailing spaces in the name"))
+            continue
         if image_id in project or image_id in added:
             skipped.append((path, f"the project already has an image named {image_id}"))
             continue

@@ -290,6 +290,8 @@ def _image_index(root: Path) -> dict[str, Path]:
             iid = validate_id(root, entry.stem, folder)
         except DataError:
             continue  # a file name no list could name (e.g. 'a..b.jpg')
+        if iid != entry.stem:
+            continue  # ' a.jpg' is not the image of id 'a' (image_path would not find it)
         old = index.get(iid)
         # Same preference as image_path, so both agree on which file an id means.
         if old is None or _ext_key(entry) < _ext_key(old):
@@ -310,6 +312,27 @@ def labelled_ids(root: str | Path) -> list[str]:
         return []
     have = {p.stem for p in labels.iterdir() if p.suffix == ".png" and p.is_file()}
     return [i for i in image_ids(root) if i in have]
+
+
+def _checked_labelled_ids(root: Path) -> list[str]:
+    """:func:`labelled_ids`, refusing labelled images whose name no list can hold.
+
+    A name with leading or trailing spaces (' a.jpg' with ' a.png') cannot be an
+    image id: every VOC reader strips the lines of a split list, so ' a' would be
+    read as 'a'. Leaving such an image out of a split would drop training data
+    without a word, so it is an error naming the file instead.
+    """
+    labels, images = root / LABELS_DIR, root / IMAGES_DIR
+    if labels.is_dir() and images.is_dir():
+        image_stems = {p.stem for p in images.iterdir() if is_image_path(p)}
+        for label in sorted(labels.iterdir()):
+            stem = label.stem
+            if label.suffix == ".png" and stem != stem.strip() and stem in image_stems:
+                raise DataError(label, f"labelled image {stem!r} has spaces at the start or "
+                                       "end of its name, which a split list cannot hold (VOC "
+                                       "readers strip each line): rename the image and its "
+                                       f"label to {stem.strip()!r}")
+    return labelled_ids(root)
 
 
 # -- split lists -------------------------------------------------------------------------------
@@ -388,7 +411,7 @@ def ensure_splits(root: str | Path, val_fraction: float = 0.2,
         trainval = read_split(root, "trainval") if have["trainval"] else _union(train, val)
         return {"train": train, "val": val, "trainval": trainval}
 
-    labelled = labelled_ids(root)
+    labelled = _checked_labelled_ids(root)
     if have["trainval"]:
         # An existing trainval bounds the pool: split it, not every labelled image.
         listed = set(read_split(root, "trainval"))
@@ -447,7 +470,8 @@ def export_voc(root: str | Path, out_root: str | Path, class_names: Sequence[str
     if out_root.resolve() == root.resolve():
         raise DataError(out_root, "export folder is the dataset folder itself")
     names = _checked_names([str(n) for n in class_names], root / CLASS_NAMES_FILE)
-    chosen = labelled_ids(root) if ids is None else [validate_id(root, i, root) for i in ids]
+    chosen = (_checked_labelled_ids(root) if ids is None
+              else [validate_id(root, i, root) for i in ids])
     if not chosen:
         raise DataError(root, "nothing to export: no labelled images")
     for iid in chosen:

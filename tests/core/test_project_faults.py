@@ -200,3 +200,22 @@ def test_opening_a_project_removes_temp_files_of_killed_saves(tmp_path: Path) ->
     project = Project.open(tmp_path)
     assert [p for p in killed if p.exists()] == []
     assert users_file.exists() and project.load_label(ids[0]) is not None
+
+
+# -- item 14: an image named ' a.jpg' is refused when added, with the reason ---------
+
+
+def test_adding_an_image_with_a_leading_space_says_why_it_is_skipped(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from fcn_studio.project import Project
+    from fcn_studio.project_io import add_images
+    from tests.synthetic import write_voc
+
+    write_voc(tmp_path / "p", n=2, n_val=1)
+    odd = tmp_path / " a.jpg"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(odd)
+    project, added, skipped = add_images(Project.open(tmp_path / "p"), [odd])
+    assert added == [] and skipped == [(odd, "leading or trailing spaces in the name")]
+    assert not (tmp_path / "p" / "JPEGImages" / " a.jpg").exists()

@@ -244,3 +244,42 @@ def test_images_over_200_megapixels_are_refused_with_the_limit(tmp_path: Path) -
         image_size(_png_header(tmp_path / "bomb.png", 20_000, 10_100))
     with pytest.raises(ImageReadError, match=r"bomb2\.png: refused: image too large"):
         image_size(_png_header(tmp_path / "bomb2.png", 40_000, 40_000))  # Pillow's guard
+
+
+# -- item 14: a labelled image named ' a.jpg' is not left out silently --------------
+
+
+def _tiny_voc(root: Path, names: list[str]) -> None:
+    from training import voc
+
+    (root / "JPEGImages").mkdir(parents=True)
+    for name in names:
+        Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        voc.write_label(root / "SegmentationClass" / f"{name}.png", np.ones((48, 64), np.uint8))
+    voc.write_class_names(root, ["background", "thing"])
+
+
+@pytest.mark.parametrize("odd", [" a", "a "])
+def test_labelled_image_with_spaces_around_its_name_stops_the_split(tmp_path: Path,
+                                                                   odd: str) -> None:
+    from training import voc
+    from training.errors import DataError
+
+    _tiny_voc(tmp_path, [odd, "b", "c"])
+    with pytest.raises(DataError, match=rf"SegmentationClass/{odd}\.png: labelled image "
+                                        rf"'{odd}' has spaces .* rename the image and its "
+                                        r"label to 'a'"):
+        voc.ensure_splits(tmp_path)
+    assert not (tmp_path / "ImageSets").exists()  # no list that silently lacks it
+    with pytest.raises(DataError, match="rename"):
+        voc.export_voc(tmp_path, tmp_path / "export", ["background", "thing"])
+
+
+def test_an_unlabelled_image_with_an_odd_name_does_not_stop_training(tmp_path: Path) -> None:
+    from training import voc
+
+    _tiny_voc(tmp_path, ["b", "c"])
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "JPEGImages" / " x.jpg")
+    splits = voc.ensure_splits(tmp_path)
+    assert splits["trainval"] == ["b", "c"]
+    assert voc.image_ids(tmp_path) == ["b", "c"]  # ' x.jpg' is not the image of id 'x'
