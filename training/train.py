@@ -6,15 +6,24 @@ every epoch end and on a clean stop), ``best.pt`` (best validation mean IoU) and
 while a run can still be resumed, ``resume.pt`` (optimizer and schedule state).
 Under ``torchrun`` the same command trains with DistributedDataParallel; rank 0
 alone writes files and events.
+
+``--resume`` continues the run with its own ``config.json``; a fresh run refuses an
+``--out`` that already holds one unless told ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
+import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +35,37 @@ from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed as dist_utils
 from . import voc
-from .atomic import atomic_write_text
-from .checkpoint import LoadedModel, load_model, make_checkpoint, save_checkpoint
+from .atomic import atomic_write_text, remove_stale_temps
+from .checkpoint import (
+    LoadedModel,
+    load_model,
+    make_checkpoint,
+    read_checkpoint_file,
+    read_metadata,
+    save_checkpoint,
+)
 from .dataset import SegmentationDataset, collate_padded
 from .device import autocast_dtype, describe_device, resolve_device
-from .errors import DataError, TrainingDiverged
+from .errors import CheckpointError, DataError, TrainingDiverged
+from .images import read_image
 from .metrics import ConfusionMatrix
 from .model import FCN
 from .model_init import initial_model
 from .progress import EtaEstimator, Reporter
-from .train_config import TrainConfig
+from .train_config import ResumeError, TrainConfig, merge_resume
 from .transforms import eval_transform, train_transform
 
 VOID = 255
+# Files that make a folder a training run worth protecting from a second fresh run.
+RUN_FILES = ("config.json", "last.pt", "best.pt", "resume.pt", "history.json", "log.jsonl")
+# A mean per-pixel cross-entropy this large means the weights have blown up (guessing
+# uniformly over 255 classes costs 5.5): stop before such weights become a checkpoint.
+EXPLODED_LOSS = 1e4
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class CheckpointWriteError(CheckpointError):
+    """A run file could not be written (full disk, read-only folder); the previous one is kept."""
 
 
 class StopFlag:
@@ -46,10 +73,11 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (e.g. called from a test thread)
@@ -58,14 +86,46 @@ class StopFlag:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._previous.clear()
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.reason = "cancelled"
+        self.signal_name = signal.Signals(signum).name
 
 
-def _ignore_sigint_in_worker(_worker_id: int) -> None:
-    # Ctrl+C reaches the whole process group; only the main process decides to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while data-loader workers start.
+
+    ``docker stop``, systemd and Slurm send SIGTERM to the whole process group, and
+    a worker killed by it crashes the run. Workers inherit this signal mask, so a
+    signal that arrives while one starts waits until its init function ignores it;
+    here the main process gets it as soon as the workers are up.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to fear
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Ctrl+C and SIGTERM reach the whole process group; only the main process decides
+    # to stop, then ends its workers itself.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _batches(loader: DataLoader | list) -> Iterator[Any]:
+    """Iterate a loader whose workers (if it starts any now) survive a stop signal."""
+    with _stop_signals_blocked():
+        it = iter(loader)
+    yield from it
 
 
 @dataclass
@@ -109,6 +169,18 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
+def _place_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                    base_lrs: list[float], lr_at, iteration: int) -> None:
+    """Put the schedule at ``iteration`` with these base rates (a resumed run's --lr and
+    length apply from here on, not only from the next restart)."""
+    scheduler.base_lrs = list(base_lrs)
+    scheduler.last_epoch = iteration
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * lr_at(iteration)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what get_last_lr() reports
+
+
 def _split_ids(root: Path, split: str) -> list[str]:
     if not (root / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
         return []
@@ -121,14 +193,143 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / (target != VOID).sum().clamp_min(1)
 
 
+def _weights_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())
+
+
+# -- checks before training -----------------------------------------------------------------------
+
+
+def _check_pair(root: Path, image_id: str, num_classes: int) -> str | None:
+    """The problem with one listed image and its label, or None when both are usable."""
+    try:
+        image = read_image(voc.image_path(root, image_id))
+        h, w = image.shape[:2]
+        voc.read_label(voc.label_path(root, image_id), num_classes, image_size=(w, h))
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def check_files(root: Path, ids: list[str], num_classes: int) -> None:
+    """Decode every listed image and label now, so a corrupt file stops the run before
+    training instead of after an epoch (a bad validation image would cost a whole one).
+
+    Raises DataError listing the unusable files.
+    """
+    unique = list(dict.fromkeys(ids))
+    threads = max(1, min(8, os.cpu_count() or 1, len(unique)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # decoding releases the GIL
+        problems = [p for p in pool.map(lambda i: _check_pair(root, i, num_classes), unique) if p]
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise DataError(None, f"{len(problems)} of the {len(unique)} listed images cannot be "
+                              f"used; fix them or take them out of the lists:\n  {shown}{more}")
+
+
+# -- resume ---------------------------------------------------------------------------------------
+
+
+def _given_by_default(cfg: TrainConfig) -> set[str]:
+    """For callers without a command line: the options that differ from the defaults."""
+    d = TrainConfig(data="", out="")
+    given = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(d, f.name)}
+    return given | {"data", "out"}
+
+
+def _stored_config(out: Path) -> tuple[dict[str, Any], str]:
+    """The run's own configuration: config.json, else what last.pt recorded."""
+    path = out / "config.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(path, f"cannot read the run's configuration to resume it ({exc})") from None
+        if not isinstance(stored, dict):
+            raise DataError(path, "not a JSON object of options; cannot resume the run")
+        return stored, str(path)
+    last = out / "last.pt"
+    if not last.is_file():
+        raise DataError(out, "cannot resume: no training run here (no config.json, no last.pt)")
+    stored = read_metadata(last).get("training")
+    if not isinstance(stored, dict) or not stored:
+        raise DataError(path, "missing, and last.pt records no training configuration; "
+                              "cannot resume the run")
+    return stored, f"{last} (the run has no config.json)"
+
+
+def resume_config(cfg: TrainConfig, given: set[str] | None) -> tuple[TrainConfig, list[str], str]:
+    """The config a ``--resume`` trains with, the notes on what changed, and its source."""
+    stored, source = _stored_config(Path(cfg.out))
+    merged, notes = merge_resume(stored, cfg, _given_by_default(cfg) if given is None else given,
+                                 source)
+    return merged, notes, source
+
+
+def _best_from_history(history: list[dict[str, Any]]) -> float:
+    scores = [float(r["mean_iou"]) for r in history
+              if int(r.get("epoch", 0)) >= 1 and isinstance(r.get("mean_iou"), int | float)]
+    return max(scores, default=-1.0)
+
+
+_RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "epoch": int, "iteration": int,
+                "best_miou": (int, float)}
+
+
+def _read_resume_state(path: Path) -> dict[str, Any]:
+    """resume.pt through the checkpoint reader (weights_only, every failure named)."""
+    try:
+        state = read_checkpoint_file(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} Delete it to resume from last.pt with a fresh optimizer "
+                              "state.") from None
+    for key, kind in _RESUME_KEYS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(f"{path}: not a resume file of this run ({key!r} missing or "
+                                  "of the wrong type). Delete it to resume from last.pt with a "
+                                  "fresh optimizer state.")
+    return state
+
+
+# -- write failures -------------------------------------------------------------------------------
+
+
+def _free_text(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "free space unknown"
+    return f"{free / 1e6:.0f} MB free" if free < 1e9 else f"{free / 1e9:.1f} GB free"
+
+
+def describe_write_failure(path: Path, exc: BaseException) -> str:
+    """Why writing ``path`` failed, in words: full disk, permissions, or the error itself."""
+    where = path.parent
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return f"the disk is full ({exc.strerror}; {_free_text(where)} on {where})"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"the folder is not writable ({exc.strerror})"
+        return exc.strerror or str(exc)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "write" in text.lower():
+        # PyTorch's zip writer reports a short write without errno; a full disk is by far
+        # the usual cause.
+        return f"the write failed, most likely because the disk is full ({_free_text(where)} " \
+               f"on {where}; torch: {text[:160]})"
+    return text[:300]
+
+
 @torch.inference_mode()
-def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
+def evaluate_model(model: torch.nn.Module, loader: DataLoader | list, num_classes: int,
                    loaded: LoadedModel, device: torch.device,
                    amp: torch.dtype | None, info: dist_utils.DistInfo) -> ConfusionMatrix:
     """Confusion matrix over this rank's validation images, summed over all ranks."""
     model.eval()
     hist = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    for images, labels in loader:
+    for images, labels in _batches(loader):
         x = loaded.normalization.apply(images.to(device))
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             pred = model(x).argmax(1)
@@ -144,7 +345,8 @@ def evaluate_model(model: torch.nn.Module, loader: DataLoader, num_classes: int,
 class Trainer:
     """One training run; ``run()`` returns the process exit code."""
 
-    def __init__(self, cfg: TrainConfig, reporter: Reporter, info: dist_utils.DistInfo) -> None:
+    def __init__(self, cfg: TrainConfig, reporter: Reporter, info: dist_utils.DistInfo,
+                 resume_notes: list[str] | None = None, resume_source: str | None = None) -> None:
         self.cfg = cfg
         self.reporter = reporter
         self.info = info
@@ -155,17 +357,97 @@ class Trainer:
         self.stop = StopFlag()
         self.state = RunState()
         self.model: FCN | None = None
+        self.resume_notes = list(resume_notes or [])
+        self.resume_source = resume_source
+        self.warnings: list[str] = []
         self._log_file = None
+        self._log_failed = False
+        self._kept: dict[str, Any] | None = None  # the newest last.pt on disk, if any
+        self._t_session = time.monotonic()  # reset when training starts: --time-limit counts from there
 
     # -- events ---------------------------------------------------------------
     def emit(self, name: str, **fields: Any) -> None:
         if not self.info.is_main:
             return
         self.reporter.event(name, **fields)
-        if self._log_file is not None:
-            self._log_file.write(json.dumps({"event": name, "time": round(time.time(), 3),
-                                             **fields}, default=str) + "\n")
+        self._append_log({"event": name, "time": round(time.time(), 3), **fields})
+
+    def _append_log(self, record: dict[str, Any]) -> None:
+        """log.jsonl, opened at the first event (a run refused at once leaves none behind).
+        A log that cannot be written is worth a warning, not the run."""
+        if self._log_failed:
+            return
+        path = self.out / "log.jsonl"
+        try:
+            if self._log_file is None:
+                self._log_file = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            self._log_file.write(json.dumps(record, default=str) + "\n")
             self._log_file.flush()
+        except OSError as exc:
+            self._log_failed = True
+            self.reporter.log(f"warning: {path}: cannot write the log "
+                              f"({describe_write_failure(path, exc)}); training goes on")
+
+    # -- files ------------------------------------------------------------------------
+    def _existing_run_files(self) -> list[str]:
+        found = []
+        for name in RUN_FILES:
+            path = self.out / name
+            # An empty log is what an older, refused attempt left: nothing to protect.
+            if path.exists() and not (name == "log.jsonl" and path.stat().st_size == 0):
+                found.append(name)
+        return found
+
+    def _prepare_out(self) -> None:
+        """Refuse to train a fresh run over an existing one unless told; create --out."""
+        existing = self._existing_run_files() if self.out.is_dir() else []
+        if existing and not self.cfg.resume:
+            if not self.cfg.overwrite:
+                raise DataError(self.out, f"already holds a training run ({', '.join(existing)}); "
+                                          "pass --resume to continue it, --overwrite to start "
+                                          "afresh (deleting it), or choose another --out")
+            if self.info.is_main:
+                for name in existing:
+                    self._unlink(self.out / name)
+        if not self.info.is_main:
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointWriteError(f"{self.out}: cannot create the run folder "
+                                       f"({describe_write_failure(self.out, exc)})") from None
+        remove_stale_temps(self.out)  # temp files of saves that a kill interrupted
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CheckpointWriteError(f"{path}: cannot delete ({exc.strerror or exc})") from None
+
+    def _kept_text(self) -> str:
+        best = self.out / "best.pt"
+        best_text = " and best.pt" if best.is_file() else ""
+        if self._kept is None:
+            return ("No checkpoint of this run was written yet" + (f"; {best} was kept" if best_text
+                                                                   else "") + ".")
+        k = self._kept
+        loss = k.get("train_loss")
+        loss_text = f", train loss {loss:.4g}" if isinstance(loss, int | float) else ""
+        return (f"{self.out / 'last.pt'} (epoch {k.get('epoch')}, iteration {k.get('iteration')}"
+                f"{loss_text}){best_text} kept.")
+
+    def _write(self, path: Path, write) -> None:
+        """Run a write of a run file; a failure says why and what was kept, no traceback."""
+        try:
+            write()
+        except (OSError, RuntimeError) as exc:
+            raise CheckpointWriteError(
+                f"{path}: cannot write ({describe_write_failure(path, exc)}). {self._kept_text()} "
+                "Make room or fix the folder, then continue with --resume."
+            ) from None
+
+    def _write_text(self, path: Path, text: str) -> None:
+        self._write(path, lambda: atomic_write_text(path, text))
 
     # -- set-up -----------------------------------------------------------------
     def _prepare_data(self) -> tuple[list[str], list[str], list[str]]:
@@ -188,16 +470,66 @@ class Trainer:
         return class_names, train_ids, val_ids
 
     def _load_start(self, class_names: list[str]) -> tuple[LoadedModel, dict[str, Any] | None]:
-        if self.cfg.resume:
-            last, resume = self.out / "last.pt", self.out / "resume.pt"
-            if not last.is_file():
-                raise DataError(last, "cannot resume: no last.pt in the run folder")
-            loaded = load_model(last)
-            state = None
-            if resume.is_file():
-                state = torch.load(resume, map_location="cpu", weights_only=True)
-            return loaded, state
-        return initial_model(self.cfg, class_names, progress=self.info.is_main), None
+        if not self.cfg.resume:
+            return initial_model(self.cfg, class_names, progress=self.info.is_main), None
+        last, resume = self.out / "last.pt", self.out / "resume.pt"
+        if not last.is_file():
+            raise DataError(last, "cannot resume: no last.pt in the run folder (the run "
+                                  "stopped before its first checkpoint; start it afresh with "
+                                  "--overwrite)")
+        loaded = load_model(last)
+        if self.cfg.arch and self.cfg.arch != loaded.config.arch:
+            raise ResumeError(f"cannot resume {self.out} with --arch {self.cfg.arch}: its model "
+                              f"is {loaded.config.arch}; for another architecture start a new "
+                              f"run with --init {last}")
+        state = _read_resume_state(resume) if resume.is_file() else None
+        return loaded, state
+
+    def _restore(self, loaded: LoadedModel, state: dict[str, Any] | None, optimizer, scheduler,
+                 scaler, lr_at, total: int) -> None:
+        """Continue where last.pt (and resume.pt, when it belongs to it) left off."""
+        last, resume = self.out / "last.pt", self.out / "resume.pt"
+        meta = loaded.meta
+        last_it, last_epoch = meta.get("iteration"), meta.get("epoch")
+        if not isinstance(last_it, int) or not isinstance(last_epoch, int):
+            raise CheckpointError(f"{last}: records no iteration and epoch; it is not the "
+                                  "checkpoint of a run that can be resumed")
+        bases = [g["initial_lr"] for g in optimizer.param_groups]  # this config's --lr
+        history = meta.get("history")
+        self.state.history = list(history) if isinstance(history, list) else []
+        self._kept = {"iteration": last_it, "epoch": last_epoch,
+                      "train_loss": (meta.get("metrics") or {}).get("train_loss")}
+        if state is not None and state["iteration"] == last_it:
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                if scaler is not None and state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+            except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+                raise CheckpointError(f"{resume}: does not fit this run's optimizer ({exc}). "
+                                      "Delete it to resume from last.pt with a fresh optimizer "
+                                      "state.") from None
+            self.state.epoch, self.state.iteration = int(state["epoch"]), int(state["iteration"])
+            self.state.best_miou = float(state["best_miou"])
+            self.state.elapsed = float(state.get("elapsed", 0.0))
+        else:
+            self.state.epoch, self.state.iteration = last_epoch, last_it
+            self.state.best_miou = _best_from_history(self.state.history)
+            duration = meta.get("duration_s")
+            self.state.elapsed = float(duration) if isinstance(duration, int | float) else 0.0
+            if last_it < total:
+                why = ("missing" if state is None else
+                       f"from iteration {state['iteration']}, not last.pt's {last_it}")
+                self.warnings.append(f"{resume} is {why} (a stop between the two writes): "
+                                     f"continuing from last.pt at iteration {last_it} with a "
+                                     "fresh optimizer state")
+        if self.state.iteration >= total:
+            finished = " (a finished run keeps no resume.pt)" if state is None else ""
+            raise ResumeError(
+                f"{self.out} is already at iteration {self.state.iteration} of {total}"
+                f"{finished}: nothing to resume. To train on, give a larger --iters or "
+                f"--epochs with --resume, or start a new run with --init {last}")
+        _place_schedule(optimizer, scheduler, bases, lr_at, self.state.iteration)
 
     def _loaders(self, train_ids: list[str], val_ids: list[str], n: int):
         cfg = self.cfg
@@ -214,14 +546,14 @@ class Trainer:
             train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
             num_workers=cfg.workers, collate_fn=collate_padded, generator=g,
             drop_last=per_rank > cfg.batch_size, pin_memory=self.device.type == "cuda",
-            worker_init_fn=_ignore_sigint_in_worker, persistent_workers=cfg.workers > 0,
+            worker_init_fn=_worker_init, persistent_workers=cfg.workers > 0,
         )
         shard = val_ids[self.info.rank :: self.info.world_size]
         val_loader = None
         if shard:
             val_ds = SegmentationDataset(self.root, shard, n, transform=eval_transform())
             val_loader = DataLoader(val_ds, batch_size=1, num_workers=min(cfg.workers, 1),
-                                    worker_init_fn=_ignore_sigint_in_worker)
+                                    worker_init_fn=_worker_init)
         return train_ds, sampler, train_loader, val_loader
 
     # -- checkpoints ---------------------------------------------------------------
@@ -229,6 +561,10 @@ class Trainer:
               metrics: dict[str, Any], ids: dict[str, list[str]], keep_resume: bool = True) -> None:
         if not self.info.is_main:
             return
+        if not _weights_finite(bare):
+            raise TrainingDiverged(f"the weights became non-finite by iteration "
+                                   f"{self.state.iteration}; training stopped without saving "
+                                   f"them. {self._kept_text()} Try a lower --lr.")
         extra = {"epoch": self.state.epoch, "iteration": self.state.iteration,
                  "train_ids": ids["train"], "val_ids": ids["val"],
                  "duration_s": round(self.state.elapsed, 2), "history": self.state.history}
@@ -236,34 +572,96 @@ class Trainer:
                                palette=loaded.palette, training=self.cfg.to_dict(),
                                metrics=metrics, parent=self.cfg.parent or loaded.meta.get("init"),
                                extra=extra)
-        save_checkpoint(self.out / "last.pt", ckpt)
-        self.emit("checkpoint", kind="last", path=str(self.out / "last.pt"),
+        last = self.out / "last.pt"
+        self._write(last, lambda: save_checkpoint(last, ckpt))
+        self._kept = {"iteration": self.state.iteration, "epoch": self.state.epoch,
+                      "train_loss": metrics.get("train_loss")}
+        self.emit("checkpoint", kind="last", path=str(last),
                   epoch=self.state.epoch, iteration=self.state.iteration)
         if best:
-            save_checkpoint(self.out / "best.pt", ckpt)
-            self.emit("checkpoint", kind="best", path=str(self.out / "best.pt"),
+            path = self.out / "best.pt"
+            self._write(path, lambda: save_checkpoint(path, ckpt))
+            self.emit("checkpoint", kind="best", path=str(path),
                       epoch=self.state.epoch, iteration=self.state.iteration,
                       mean_iou=metrics.get("mean_iou"))
+        resume = self.out / "resume.pt"
         if keep_resume:
-            resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                      "scaler": scaler.state_dict() if scaler is not None else {},
-                      "epoch": self.state.epoch, "iteration": self.state.iteration,
-                      "best_miou": self.state.best_miou, "elapsed": self.state.elapsed}
-            save_checkpoint(self.out / "resume.pt", resume)
-        elif (self.out / "resume.pt").exists():
-            (self.out / "resume.pt").unlink()
-        atomic_write_text(self.out / "history.json", json.dumps(self.state.history, indent=1))
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else {},
+                     "epoch": self.state.epoch, "iteration": self.state.iteration,
+                     "best_miou": self.state.best_miou, "elapsed": self.state.elapsed}
+            self._write(resume, lambda: save_checkpoint(resume, state))
+        else:
+            self._unlink(resume)
+        self._write_text(self.out / "history.json", json.dumps(self.state.history, indent=1))
+
+    # -- progress --------------------------------------------------------------------
+    def _session_elapsed(self) -> float:
+        return time.monotonic() - self._t_session
+
+    def _progress(self, eta: EtaEstimator, total: int) -> tuple[float, float | None]:
+        """(fraction done, seconds left). With --time-limit the budget binds when it runs
+        out first: a fine-tune of "1000 epochs or 10 minutes" is half done at 5 minutes."""
+        remaining = eta.update(self.state.iteration, total)
+        fraction = self.state.iteration / total
+        limit = self.cfg.time_limit
+        if limit is not None:
+            elapsed = self._session_elapsed()
+            fraction = max(fraction, elapsed / limit if limit > 0 else 1.0)
+            left = max(limit - elapsed, 0.0)
+            remaining = left if remaining is None else min(remaining, left)
+        return min(fraction, 1.0), remaining
+
+    def _timed_out(self) -> bool:
+        return self.cfg.time_limit is not None and self._session_elapsed() >= self.cfg.time_limit
 
     # -- main loop -------------------------------------------------------------------
     def run(self) -> int:
-        if self.info.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.stop.install()  # from the start: a stop during set-up ends the run cleanly too
         try:
+            self._prepare_out()
             return self._run()
         finally:
+            self.stop.restore()
             if self._log_file is not None:
-                self._log_file.close()
+                with contextlib.suppress(OSError):
+                    self._log_file.close()
+
+    def _start_model(self, loaded: LoadedModel) -> tuple[FCN, torch.nn.Module]:
+        bare = loaded.model.to(self.device)
+        if self.device.type == "cuda":
+            bare = bare.to(memory_format=torch.channels_last)
+        self.model = bare  # the unwrapped model, for callers that inspect it afterwards
+        model: torch.nn.Module = bare
+        if self.info.enabled:
+            model = torch.nn.parallel.DistributedDataParallel(
+                bare, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return bare, model
+
+    def _announce(self, bare: FCN, epochs: int, total: int, per_epoch: int,
+                  train_ids: list[str], val_ids: list[str], class_names: list[str]) -> None:
+        cfg, info = self.cfg, self.info
+        self.emit("start", epochs=epochs, total=total, iters_per_epoch=per_epoch,
+                  iteration=self.state.iteration, epoch=self.state.epoch,
+                  train_images=len(train_ids), val_images=len(val_ids), classes=class_names,
+                  device=describe_device(self.device), world_size=info.world_size,
+                  run_dir=str(self.out), model=bare.config.to_dict(), resumed=cfg.resume,
+                  time_limit=cfg.time_limit, config_from=self.resume_source,
+                  changed=self.resume_notes, warnings=self.warnings)
+        if not info.is_main:
+            return
+        if cfg.resume:
+            self.reporter.log(f"resuming {self.out} at iteration {self.state.iteration} of "
+                              f"{total} with the run's own configuration ({self.resume_source})")
+            for note in self.resume_notes:
+                self.reporter.log(f"  changed: {note}")
+        for warning in self.warnings:
+            self.reporter.log(f"warning: {warning}")
+        self.reporter.log(
+            f"training {bare.config.arch} ({bare.config.backbone}, {bare.config.alignment}) on "
+            f"{len(train_ids)} images, validating on {len(val_ids)}, {describe_device(self.device)}"
+            + (f", {info.world_size} processes" if info.enabled else "")
+            + (f", at most {cfg.time_limit:g} s" if cfg.time_limit is not None else ""))
 
     def _run(self) -> int:
         cfg, info = self.cfg, self.info
@@ -271,155 +669,152 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         class_names, train_ids, val_ids = self._prepare_data()
+        n = len(class_names)
+        check_files(self.root, train_ids + val_ids, n)
         loaded, resume_state = self._load_start(class_names)
         if loaded.class_names != class_names:
             raise DataError(self.root, f"the dataset's classes {class_names} differ from the "
                                        f"model's {loaded.class_names}")
-        if info.is_main and not cfg.resume:
-            atomic_write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-        n = len(class_names)
-        bare = loaded.model.to(self.device)
-        if self.device.type == "cuda":
-            bare = bare.to(memory_format=torch.channels_last)
-        self.model = bare  # the unwrapped model, for callers that inspect it afterwards
-        model: torch.nn.Module = bare
-        if info.enabled:
-            model = torch.nn.parallel.DistributedDataParallel(
-                bare, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if info.is_main:
+            path = self.out / "config.json"
+            self._write_text(path, json.dumps(cfg.to_dict(), indent=2))
+        bare, model = self._start_model(loaded)
         train_ds, sampler, train_loader, val_loader = self._loaders(train_ids, val_ids, n)
         per_epoch = len(train_loader)
         total = cfg.iters if cfg.iters else cfg.epochs * per_epoch
         epochs = math.ceil(total / per_epoch)
         optimizer = _optimizer(bare, cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, cfg.warmup_iters))
+        lr_at = _lr_lambda(total, cfg.warmup_iters)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
         scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-        if resume_state is not None:
-            optimizer.load_state_dict(resume_state["optimizer"])
-            scheduler.load_state_dict(resume_state["scheduler"])
-            if scaler is not None and resume_state.get("scaler"):
-                scaler.load_state_dict(resume_state["scaler"])
-            self.state.epoch = int(resume_state["epoch"])
-            self.state.iteration = int(resume_state["iteration"])
-            self.state.best_miou = float(resume_state["best_miou"])
-            self.state.elapsed = float(resume_state.get("elapsed", 0.0))
-            self.state.history = list(loaded.meta.get("history", []))
+        if cfg.resume:
+            self._restore(loaded, resume_state, optimizer, scheduler, scaler, lr_at, total)
         ids = {"train": train_ids, "val": val_ids}
-        self.emit("start", epochs=epochs, total=total, iters_per_epoch=per_epoch,
-                  iteration=self.state.iteration, epoch=self.state.epoch,
-                  train_images=len(train_ids), val_images=len(val_ids), classes=class_names,
-                  device=describe_device(self.device), world_size=info.world_size,
-                  run_dir=str(self.out), model=bare.config.to_dict(), resumed=cfg.resume)
-        self.reporter.log(
-            f"training {bare.config.arch} ({bare.config.backbone}, {bare.config.alignment}) on "
-            f"{len(train_ids)} images, validating on {len(val_ids)}, {describe_device(self.device)}"
-            + (f", {info.world_size} processes" if info.enabled else "")
-        ) if info.is_main else None
-        self.stop.install()
+        self._announce(bare, epochs, total, per_epoch, train_ids, val_ids, class_names)
         if cfg.val_before and val_ids and not cfg.resume:
             # The starting model on the same images: the "before" of a before/after.
             cm = evaluate_model(model, val_loader or [], n, loaded, self.device, self.amp, info)
             before = {"epoch": 0, "iteration": 0, **cm.scores().to_dict()}
             self.state.history.append(before)
             self.emit("epoch", epochs=epochs, before=True, **before)
-        t_start = time.monotonic() - self.state.elapsed
+        self._t_session = time.monotonic()
+        t_start = self._t_session - self.state.elapsed
         eta = EtaEstimator()
         status = "finished"
         last_metrics: dict[str, Any] = {}
-        try:
-            while self.state.iteration < total and status == "finished":
-                epoch = self.state.epoch
-                if sampler is not None:
-                    sampler.set_epoch(epoch)
-                model.train()
-                loss_sum, loss_n, t_epoch = 0.0, 0, time.monotonic()
-                for images, labels in train_loader:
-                    x = loaded.normalization.apply(images.to(self.device, non_blocking=True))
-                    if self.device.type == "cuda":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    y = labels.to(self.device, non_blocking=True)
-                    with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                        logits = model(x)
-                    loss = _loss(logits, y)
-                    bad = not bool(torch.isfinite(loss))
-                    if dist_utils.any_rank(bad, info, self.device):
-                        raise TrainingDiverged(
-                            f"the loss became non-finite at iteration {self.state.iteration + 1}; "
-                            "training stopped and the last good checkpoint was kept. "
-                            "Try a lower --lr."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    scheduler.step()
-                    self.state.iteration += 1
-                    loss_sum += float(loss.detach())
-                    loss_n += 1
-                    self.state.elapsed = time.monotonic() - t_start
-                    remaining = eta.update(self.state.iteration, total)
-                    ips = loss_n * cfg.batch_size * info.world_size / max(time.monotonic() - t_epoch, 1e-9)
-                    self.emit("progress", epoch=epoch + 1, epochs=epochs,
-                              iteration=self.state.iteration, total=total, loss=float(loss.detach()),
-                              lr=optimizer.param_groups[0]["lr"], eta=remaining, images_per_s=ips)
-                    if info.is_main:
-                        self.reporter.bar(self.state.iteration, total, f"epoch {epoch + 1}/{epochs}",
-                                          f"loss {loss_sum / loss_n:.3f}", eta=remaining)
-                    timed_out = cfg.time_limit is not None and self.state.elapsed >= cfg.time_limit
-                    if dist_utils.any_rank(self.stop.reason is not None or timed_out, info, self.device):
-                        status = "cancelled" if self.stop.reason else "time_limit"
-                        break
-                    if self.state.iteration >= total:
-                        break
-                epoch_done = status == "finished" or loss_n >= per_epoch
-                if epoch_done:
-                    self.state.epoch = epoch + 1
-                metrics: dict[str, Any] = {"train_loss": loss_sum / max(loss_n, 1)}
-                if val_ids and status != "cancelled":  # a person who cancels wants it to stop now
-                    cm = evaluate_model(model, val_loader or [], n, loaded, self.device,
-                                        self.amp, info)
-                    metrics.update(cm.scores().to_dict())
-                mean_iou = metrics.get("mean_iou")
-                best = mean_iou is not None and mean_iou > self.state.best_miou
-                if best:
-                    self.state.best_miou = mean_iou
-                record = {"epoch": epoch + 1, "iteration": self.state.iteration,
-                          "seconds": round(time.monotonic() - t_epoch, 2), **metrics}
-                self.state.history.append(record)
-                last_metrics = metrics
-                self.emit("epoch", epochs=epochs, best_mean_iou=self.state.best_miou
-                          if self.state.best_miou >= 0 else None, **record)
+        while self.state.iteration < total and status == "finished":
+            # A stop that came during set-up, validation or a save ends the run here, at a
+            # saved epoch boundary, instead of after one more step. A time limit always
+            # allows one step, so even --time-limit 0 leaves a checkpoint.
+            stop_now = self.stop.reason is not None or (self._timed_out() and bool(last_metrics))
+            if dist_utils.any_rank(stop_now, info, self.device):
+                status = "cancelled" if self.stop.reason else "time_limit"
+                break
+            epoch = self.state.epoch
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            model.train()
+            loss_sum, loss_n, t_epoch = 0.0, 0, time.monotonic()
+            for images, labels in _batches(train_loader):
+                x = loaded.normalization.apply(images.to(self.device, non_blocking=True))
+                if self.device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = labels.to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                    logits = model(x)
+                loss = _loss(logits, y)
+                value = float(loss.detach())
+                bad = not math.isfinite(value) or value > EXPLODED_LOSS
+                if dist_utils.any_rank(bad, info, self.device):
+                    what = ("the loss became non-finite" if not math.isfinite(value) else
+                            f"the loss exploded to {value:.3g}")
+                    raise TrainingDiverged(
+                        f"{what} at iteration {self.state.iteration + 1}; training stopped. "
+                        f"{self._kept_text()} Try a lower --lr.")
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                self.state.iteration += 1
+                loss_sum += value
+                loss_n += 1
+                self.state.elapsed = time.monotonic() - t_start
+                fraction, remaining = self._progress(eta, total)
+                ips = loss_n * cfg.batch_size * info.world_size / max(time.monotonic() - t_epoch, 1e-9)
+                self.emit("progress", epoch=epoch + 1, epochs=epochs,
+                          iteration=self.state.iteration, total=total, loss=value,
+                          lr=optimizer.param_groups[0]["lr"], eta=remaining, fraction=fraction,
+                          images_per_s=ips)
                 if info.is_main:
-                    miou = f", val mean IoU {100 * mean_iou:.1f}%" if mean_iou is not None else ""
-                    self.reporter.log(f"epoch {epoch + 1}/{epochs}: loss "
-                                      f"{metrics['train_loss']:.4f}{miou}")
-                no_val = not val_ids
-                finished = status == "finished" and self.state.iteration >= total
-                self._save(bare, loaded, optimizer, scheduler, scaler,
-                           best=best or (no_val and finished), metrics=metrics, ids=ids,
-                           keep_resume=not finished)
-                dist_utils.barrier(info)
-        finally:
-            self.stop.restore()
+                    self.reporter.bar(self.state.iteration, total, f"epoch {epoch + 1}/{epochs}",
+                                      f"loss {loss_sum / loss_n:.3f}", eta=remaining)
+                if dist_utils.any_rank(self.stop.reason is not None or self._timed_out(),
+                                       info, self.device):
+                    status = "cancelled" if self.stop.reason else "time_limit"
+                    break
+                if self.state.iteration >= total:
+                    break
+            epoch_done = status == "finished" or loss_n >= per_epoch
+            if epoch_done:
+                self.state.epoch = epoch + 1
+            metrics: dict[str, Any] = {"train_loss": loss_sum / max(loss_n, 1)}
+            if val_ids and status != "cancelled":  # a person who cancels wants it to stop now
+                cm = evaluate_model(model, val_loader or [], n, loaded, self.device,
+                                    self.amp, info)
+                metrics.update(cm.scores().to_dict())
+            mean_iou = metrics.get("mean_iou")
+            best = mean_iou is not None and mean_iou > self.state.best_miou
+            if best:
+                self.state.best_miou = mean_iou
+            record = {"epoch": epoch + 1, "iteration": self.state.iteration,
+                      "seconds": round(time.monotonic() - t_epoch, 2), **metrics}
+            self.state.history.append(record)
+            last_metrics = metrics
+            self.emit("epoch", epochs=epochs, best_mean_iou=self.state.best_miou
+                      if self.state.best_miou >= 0 else None, **record)
+            if info.is_main:
+                miou = f", val mean IoU {100 * mean_iou:.1f}%" if mean_iou is not None else ""
+                self.reporter.log(f"epoch {epoch + 1}/{epochs}: loss "
+                                  f"{metrics['train_loss']:.4f}{miou}")
+            no_val = not val_ids
+            finished = status == "finished" and self.state.iteration >= total
+            self._save(bare, loaded, optimizer, scheduler, scaler,
+                       best=best or (no_val and finished), metrics=metrics, ids=ids,
+                       keep_resume=not finished)
+            dist_utils.barrier(info)
+        return self._finish(status, total, last_metrics)
+
+    def _finish(self, status: str, total: int, last_metrics: dict[str, Any]) -> int:
+        last, best = self.out / "last.pt", self.out / "best.pt"
         self.emit("done", status=status, epoch=self.state.epoch, iteration=self.state.iteration,
                   total=total, best_mean_iou=self.state.best_miou if self.state.best_miou >= 0 else None,
                   metrics=last_metrics, seconds=round(self.state.elapsed, 2),
-                  last=str(self.out / "last.pt"),
-                  best=str(self.out / "best.pt") if (self.out / "best.pt").exists() else None)
-        if info.is_main:
-            self.reporter.log(f"{status}: {self.out / 'last.pt'}"
+                  last=str(last) if last.is_file() else None,
+                  best=str(best) if best.is_file() else None)
+        if self.info.is_main:
+            why = f" ({self.stop.signal_name})" if status == "cancelled" and self.stop.signal_name else ""
+            kept = str(last) if last.is_file() else "no checkpoint written"
+            self.reporter.log(f"{status}{why}: {kept}"
                               + (f", best val mean IoU {100 * self.state.best_miou:.1f}%"
                                  if self.state.best_miou >= 0 else ""))
         return 130 if status == "cancelled" else 0
 
 
-def run_training(cfg: TrainConfig, reporter: Reporter) -> int:
+def run_training(cfg: TrainConfig, reporter: Reporter, given: set[str] | None = None) -> int:
+    """Train as ``cfg`` says; ``given`` names the options the command line gave (for
+    ``--resume``: those are applied to, or refused against, the run's own config)."""
+    notes: list[str] = []
+    source = None
+    if cfg.resume:
+        cfg, notes, source = resume_config(cfg, given)
     info = dist_utils.init_distributed(cfg.device)
     reporter.enabled = info.is_main
     try:
-        return Trainer(cfg, reporter, info).run()
+        return Trainer(cfg, reporter, info, resume_notes=notes, resume_source=source).run()
     finally:
         dist_utils.cleanup(info)

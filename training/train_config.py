@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, fields
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .device import DEVICE_CHOICES  # noqa: F401  (documented choices)
+from .errors import FCNError
 from .model import ALIGNMENTS, ARCHS, BACKBONES
+
+MAX_LR = 10.0  # far above any useful rate; larger ones overflow float32 in the optimizer
+MAX_FC_CHANNELS = 8192  # the model's own limit
 
 
 @dataclass
@@ -47,6 +53,7 @@ class TrainConfig:
     val_before: bool = False  # validate the starting model first (epoch 0: the "before")
     val_fraction: float = 0.2
     resume: bool = False
+    overwrite: bool = False  # start afresh in an --out that already holds a run
     json: bool = False
     parent: str | None = None  # recorded in the checkpoint (the app's version id)
 
@@ -57,6 +64,67 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# -- option values -------------------------------------------------------------------------
+# argparse turns an ArgumentTypeError into "argument --lr: <message>" and exit code 2,
+# so a bad value is refused before anything is loaded, naming the option.
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``lo`` (to ``hi``)."""
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < lo or (hi is not None and value > hi):
+            bound = f"from {lo} to {hi}" if hi is not None else f"of at least {lo}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {bound}, not {text}")
+        return value
+    return parse
+
+
+def float_range(lo: float, hi: float | None = None, *, lo_open: bool = False,
+                hi_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in the interval from ``lo`` to ``hi``."""
+    def parse(text: str) -> float:
+        value = _number(text)
+        below = value <= lo if lo_open else value < lo
+        above = hi is not None and (value >= hi if hi_open else value > hi)
+        if below or above:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            interval = f"{left}{lo:g}, {hi:g}{right}" if hi is not None else f"{left}{lo:g}, inf)"
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}, not {text}")
+        return value
+    return parse
+
+
+positive_int = int_range(1)
+positive_float = float_range(0.0, lo_open=True)
+non_negative_float = float_range(0.0)
+
+
+def time_limit_seconds(text: str) -> float | None:
+    """Seconds (0 or more), or ``none`` for no limit (to lift a resumed run's limit)."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return non_negative_float(text)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,7 +138,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="vgg16 (ImageNet) or vgg16_bn (better for --init scratch)")
     p.add_argument("--alignment", choices=ALIGNMENTS, default=d.alignment,
                    help="'same' (faster, default) or 'reference' (pad 100 + crops, the original net)")
-    p.add_argument("--fc-channels", type=int, default=d.fc_channels,
+    p.add_argument("--fc-channels", type=int_range(1, MAX_FC_CHANNELS), default=d.fc_channels,
                    help="width of fc6/fc7 for a new model (4096 = the paper; ImageNet fc weights "
                         "only fit 4096; narrower trains faster from scratch)")
     p.add_argument("--init", default=d.init,
@@ -80,37 +148,71 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", help="class names file for an imported state dict in --init")
     p.add_argument("--at-once", action="store_true", help="the imported state dict is an at-once FCN-8s")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training images")
-    g.add_argument("--iters", type=int, help="total iterations (instead of --epochs)")
-    p.add_argument("--time-limit", type=float, help="stop cleanly after this many seconds")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
+    g.add_argument("--epochs", type=positive_int, default=d.epochs,
+                   help="passes over the training images")
+    g.add_argument("--iters", type=positive_int, help="total iterations (instead of --epochs)")
+    p.add_argument("--time-limit", type=time_limit_seconds, metavar="SECONDS",
+                   help="stop cleanly after this many seconds of training in this process "
+                        "('none': no limit, e.g. to lift it on --resume)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help="images per step (per process under torchrun)")
-    p.add_argument("--crop", type=int, default=d.crop, help="square training crop size in pixels")
-    p.add_argument("--scale", type=float, nargs=2, default=(d.scale_min, d.scale_max),
+    p.add_argument("--crop", type=positive_int, default=d.crop,
+                   help="square training crop size in pixels")
+    p.add_argument("--scale", type=positive_float, nargs=2, default=(d.scale_min, d.scale_max),
                    metavar=("MIN", "MAX"), help="random scale range")
     p.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr,
+    p.add_argument("--lr", type=float_range(0.0, MAX_LR, lo_open=True), default=d.lr,
                    help="base learning rate (score layers x --head-lr-mult)")
-    p.add_argument("--head-lr-mult", type=float, default=d.head_lr_mult)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--head-lr-mult", type=float_range(0.0, 1000.0), default=d.head_lr_mult)
+    p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
+    p.add_argument("--momentum", type=float_range(0.0, 1.0, hi_open=True), default=d.momentum,
+                   help="SGD momentum")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--amp", choices=("none", "fp16", "bf16"), default=d.amp,
                    help="mixed precision (CUDA only)")
-    p.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int_range(0, 256), default=d.workers,
+                   help="data loader processes (0: load in the training process)")
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=d.seed)
     p.add_argument("--train-split", default=d.train_split)
     p.add_argument("--val-split", default=d.val_split)
     p.add_argument("--train-list", help="file of image ids to train on (instead of --train-split)")
     p.add_argument("--val-list", help="file of image ids to validate on (instead of --val-split)")
     p.add_argument("--val-before", action="store_true",
                    help="validate the starting model before training (reported as epoch 0)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+    p.add_argument("--val-fraction", type=float_range(0.0, 1.0, hi_open=True),
+                   default=d.val_fraction,
                    help="share of images for validation when the dataset has no split lists yet")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
+                   help="continue the run in --out with its own config.json; options given "
+                        f"as well must match it, except {', '.join(_opt(n) for n in RESUME_CHANGEABLE)}")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that already holds one, deleting its "
+                        "checkpoints, history and log")
     p.add_argument("--json", action="store_true", help="JSON events on stdout, one per line")
     p.add_argument("--parent", help=argparse.SUPPRESS)
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that involve more than one value; argparse-style errors (exit code 2)."""
+    lo, hi = args.scale
+    if lo > hi:
+        parser.error(f"argument --scale: MIN must not be larger than MAX, not {lo:g} {hi:g}")
+    if args.resume and args.overwrite:
+        parser.error("argument --overwrite: not allowed with --resume (one continues the run, "
+                     "the other deletes it)")
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                     args: argparse.Namespace) -> set[str]:
+    """The destinations the command line gave, whether or not equal to the defaults.
+
+    argparse only fills in a default where the namespace lacks the attribute, so a
+    namespace pre-filled with a marker keeps the marker for every option not given.
+    """
+    marker = object()
+    probe = argparse.Namespace(**{name: marker for name in vars(args)})
+    parser.parse_args(argv, namespace=probe)
+    return {name for name, value in vars(probe).items() if value is not marker}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -125,5 +227,86 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device, amp=args.amp, workers=args.workers, seed=args.seed,
         val_split=args.val_split, train_split=args.train_split, train_list=args.train_list,
         val_list=args.val_list, val_before=args.val_before, val_fraction=args.val_fraction,
-        resume=args.resume, json=args.json, parent=args.parent,
+        resume=args.resume, overwrite=args.overwrite, json=args.json, parent=args.parent,
     )
+
+
+# -- resume ----------------------------------------------------------------------------------
+
+
+class ResumeError(FCNError):
+    """``--resume`` cannot continue the run as asked (the message says why)."""
+
+
+# What a resumed run may change: how long it runs, how fast it learns from here on and
+# where it runs. Everything else defines the run (model, data, augmentation, schedule
+# shape) and is taken from its config.json.
+RESUME_CHANGEABLE: tuple[str, ...] = ("epochs", "iters", "time_limit", "lr", "device", "amp",
+                                      "workers", "data")
+_RESUME_META = ("out", "resume", "overwrite", "json")  # about this invocation, not the run
+_PATH_FIELDS = ("data", "init", "classes", "train_list", "val_list")
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    if a is None or b is None or name not in _PATH_FIELDS:
+        return False
+    if name == "init" and {a, b} & {"imagenet", "scratch"}:
+        return False
+    # The same file named another way (relative to another folder, ~) is the same run.
+    return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def _given_fields(given: set[str]) -> set[str]:
+    """argparse destinations -> TrainConfig fields (--scale sets two)."""
+    out = set(given)
+    if "scale" in out:
+        out.discard("scale")
+        out |= {"scale_min", "scale_max"}
+    return out
+
+
+def merge_resume(stored: dict[str, Any], cfg: TrainConfig, given: set[str],
+                 source: str) -> tuple[TrainConfig, list[str]]:
+    """The run's own configuration with the options given now applied or refused.
+
+    ``stored`` is the run's config (``source`` names where it came from), ``cfg``
+    the command line's and ``given`` the options it named. Returns the config to
+    train with and one note per changed option. Raises ResumeError for a given
+    option that would make it a different run.
+    """
+    known = {f.name for f in fields(TrainConfig)}
+    base = TrainConfig.from_dict({**asdict(cfg), **{k: v for k, v in stored.items() if k in known}})
+    changes: dict[str, Any] = {name: getattr(cfg, name) for name in _RESUME_META}
+    notes: list[str] = []
+    refused: list[str] = []
+    for name in sorted(_given_fields(given) & known - set(_RESUME_META)):
+        new, old = getattr(cfg, name), getattr(base, name)
+        if name == "arch" and not old:
+            # The run took its architecture from --init; the trainer checks the given
+            # one against the checkpoint's.
+            changes[name] = new
+            continue
+        if _same(name, new, old):
+            continue
+        shown = {"scale_min": "--scale MIN", "scale_max": "--scale MAX"}.get(name, _opt(name))
+        if name in RESUME_CHANGEABLE:
+            changes[name] = new
+            notes.append(f"{shown} {new} (the run had {old})")
+        else:
+            refused.append(f"{shown} {new} (the run has {old})")
+    if "epochs" in changes and "iters" not in given:
+        changes["iters"] = None  # --epochs given now replaces the run's --iters
+    if refused:
+        raise ResumeError(
+            f"cannot resume {cfg.out} with {'; '.join(refused)}: a resumed run keeps its "
+            f"model, data and schedule from {source}. Only "
+            f"{', '.join(_opt(n) for n in RESUME_CHANGEABLE)} may change; for other options "
+            f"start a new run, e.g. --init {Path(cfg.out) / 'last.pt'} --out NEW_FOLDER"
+        )
+    return replace(base, **changes), notes

@@ -67,9 +67,12 @@ def test_time_limit_then_resume(voc: Path, tmp_path: Path, capsys) -> None:
     first = _events(capsys.readouterr().out)
     assert first[-1]["status"] == "time_limit" and first[-1]["iteration"] == 1
     assert (run / "resume.pt").is_file()
-    assert train_main([str(voc), "--out", str(run), "--iters", "4", "--resume", *FAST]) == 0
+    # The run's own time limit would apply again on resume; 'none' lifts it, and says so.
+    assert train_main([str(voc), "--out", str(run), "--iters", "4", "--resume",
+                       "--time-limit", "none", *FAST]) == 0
     second = _events(capsys.readouterr().out)
     assert second[0]["iteration"] == 1 and second[0]["resumed"]
+    assert any(c.startswith("--time-limit None") for c in second[0]["changed"])
     assert second[-1]["status"] == "finished" and second[-1]["iteration"] == 4
     assert load_model(run / "last.pt").meta["iteration"] == 4
 
