@@ -37,6 +37,8 @@ LABELMAP_HEADER = "# label:color_rgb:parts:actions"
 SPLITS: tuple[str, ...] = ("train", "val", "trainval")
 MAX_CLASSES = 255  # ids 0..254; 255 is void
 IGNORE_NAME = "__ignore__"  # labelme's label for void (-1), never a class of its own
+LABELMAP_VOID_NAME = "ignored"
+"""Name of void (255) in labelmap.txt, as Datumaro's own VOC export writes it."""
 
 # Probed in this order, so a dataset holding both <id>.jpg and <id>.png resolves
 # to the same file every time.
@@ -65,7 +67,9 @@ def parse_class_names(text: str, source: str | Path) -> list[str]:
 def parse_labelmap(text: str, source: str | Path) -> tuple[list[str], np.ndarray]:
     """Names and colours (``N x 3`` uint8) from ``labelmap.txt`` text.
 
-    An empty colour field takes the VOC colormap entry of that id.
+    An empty colour field takes the VOC colormap entry of that id. A last line
+    with the void colour (224,224,192; Datumaro's ``ignored:224,224,192::``, which
+    :func:`write_labelmap` writes too) declares void, not a class, and is dropped.
     """
     names: list[str] = []
     colors: list[tuple[int, int, int]] = []
@@ -88,6 +92,9 @@ def parse_labelmap(text: str, source: str | Path) -> tuple[list[str], np.ndarray
             rgb = tuple(int(v) for v in cmap[len(names) % 256])
         names.append(name.strip())
         colors.append(rgb)  # type: ignore[arg-type]
+    if len(colors) > 1 and colors[-1] == _void_rgb():
+        names.pop()
+        colors.pop()
     names = _checked_names(names, source)
     return names, np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
 
@@ -142,12 +149,21 @@ def write_class_names(root: str | Path, names: Sequence[str]) -> None:
     atomic_write_text(path, "".join(f"{n}\n" for n in names))
 
 
+def _void_rgb() -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in voc_colormap()[VOID])
+    return r, g, b
+
+
 def write_labelmap(root: str | Path, names: Sequence[str],
                    colors: np.ndarray | None = None) -> None:
     """Write ``labelmap.txt`` for CVAT/Datumaro: a header, then ``name:r,g,b::`` lines.
 
     Colours default to the VOC colormap, which is what the saved PNGs use, so CVAT
-    maps each PNG colour to the right label.
+    maps each PNG colour to the right label. The last line declares void (255,
+    224,224,192) as ``ignored``, as Datumaro's own VOC export does: Datumaro, which
+    CVAT imports datasets with, refuses a mask holding a colour the label map does
+    not declare ("Undeclared color (224, 224, 192)"), so a label with any void pixel
+    could not be imported without it.
     """
     path = Path(root) / LABELMAP_FILE
     names = _checked_names([str(n) for n in names], path)
@@ -160,6 +176,10 @@ def write_labelmap(root: str | Path, names: Sequence[str],
     for name, rgb in zip(names, table, strict=False):
         r, g, b = (int(v) for v in rgb)
         lines.append(f"{name}:{r},{g},{b}::")
+    void_name, k = LABELMAP_VOID_NAME, 1
+    while void_name in names:  # a class of that name: Datumaro refuses a name twice
+        void_name, k = f"{LABELMAP_VOID_NAME}{k}", k + 1
+    lines.append(f"{void_name}:{','.join(str(v) for v in _void_rgb())}::")
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

@@ -283,3 +283,83 @@ def test_an_unlabelled_image_with_an_odd_name_does_not_stop_training(tmp_path: P
     splits = voc.ensure_splits(tmp_path)
     assert splits["trainval"] == ["b", "c"]
     assert voc.image_ids(tmp_path) == ["b", "c"]  # ' x.jpg' is not the image of id 'x'
+
+
+# -- item 16b: the VOC export imports into CVAT (Datumaro) and torchvision -----------
+
+EXPORT_CLASSES = ["background", "car", "road"]
+
+
+def _labelled_project(root: Path) -> dict[str, np.ndarray]:
+    """Three labelled 64x48 images, each with void pixels (255) as a brush leaves them."""
+    from training import voc
+
+    labels: dict[str, np.ndarray] = {}
+    (root / "JPEGImages").mkdir(parents=True)
+    for i in range(3):
+        iid = f"frame{i}"
+        Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)).save(
+            root / "JPEGImages" / f"{iid}.jpg")
+        label = np.zeros((48, 64), np.uint8)
+        label[5:20, 5 + i:30] = 1
+        label[25:40, :] = 2
+        label[42:, 50:] = 255  # void
+        voc.write_label(voc.label_path(root, iid), label)
+        labels[iid] = label
+    voc.write_class_names(root, EXPORT_CLASSES)
+    return labels
+
+
+def test_export_declares_void_last_and_reads_back_without_it(tmp_path: Path) -> None:
+    from training import voc
+
+    _labelled_project(tmp_path / "src")
+    voc.export_voc(tmp_path / "src", tmp_path / "out", EXPORT_CLASSES)
+    lines = (tmp_path / "out" / "labelmap.txt").read_text().splitlines()
+    assert lines[1:] == ["background:0,0,0::", "car:128,0,0::", "road:0,128,0::",
+                         "ignored:224,224,192::"]
+    (tmp_path / "out" / "class_names.txt").unlink()  # labelmap.txt alone, as CVAT exports
+    assert voc.read_class_names(tmp_path / "out") == EXPORT_CLASSES  # void is not a class
+
+
+def test_a_class_named_ignored_gets_a_distinct_void_name(tmp_path: Path) -> None:
+    from training import voc
+
+    voc.write_labelmap(tmp_path, ["background", "ignored"])
+    assert (tmp_path / "labelmap.txt").read_text().splitlines()[-1] == "ignored1:224,224,192::"
+    assert voc.read_class_names(tmp_path) == ["background", "ignored"]
+
+
+def test_cvat_imports_the_export_with_datumaro(tmp_path: Path) -> None:
+    """CVAT imports a VOC segmentation folder with Datumaro's VOC segmentation reader."""
+    dm = pytest.importorskip("datumaro")
+    from training import voc
+
+    labels = _labelled_project(tmp_path / "src")
+    voc.export_voc(tmp_path / "src", tmp_path / "out", EXPORT_CLASSES)
+    dataset = dm.Dataset.import_from(str(tmp_path / "out"), "voc_segmentation")
+    names = [c.name for c in dataset.categories()[dm.AnnotationType.label]]
+    assert names == [*EXPORT_CLASSES, "ignored"]
+    items = {item.id: item for item in dataset if item.subset == "trainval"}
+    assert sorted(items) == sorted(labels)
+    for iid, label in labels.items():
+        masks = {names[a.label]: a.image for a in items[iid].annotations
+                 if a.type == dm.AnnotationType.mask}
+        for class_id, name in enumerate(EXPORT_CLASSES):
+            np.testing.assert_array_equal(masks[name], label == class_id)
+        np.testing.assert_array_equal(masks["ignored"], label == 255)
+
+
+def test_torchvision_reads_the_export(tmp_path: Path) -> None:
+    from torchvision.datasets import VOCSegmentation
+
+    from training import voc
+
+    labels = _labelled_project(tmp_path / "src")
+    out = tmp_path / "VOCdevkit" / "VOC2012"  # the layout VOCSegmentation expects
+    voc.export_voc(tmp_path / "src", out, EXPORT_CLASSES)
+    dataset = VOCSegmentation(str(tmp_path), year="2012", image_set="trainval")
+    assert len(dataset) == 3
+    for (image, target), iid in zip(dataset, sorted(labels), strict=True):
+        assert image.size == (64, 48) and target.mode == "P"
+        np.testing.assert_array_equal(np.asarray(target), labels[iid])

@@ -97,6 +97,7 @@ def test_class_names_and_labelmap_format(tmp_path: Path) -> None:
         "background:0,0,0::\n"
         "road:128,0,0::\n"
         "car:0,128,0::\n"
+        "ignored:224,224,192::\n"  # void (255), declared as Datumaro does
     )
     assert voc.read_class_names(tmp_path) == names
 
