@@ -227,11 +227,19 @@ class FCN(nn.Module):
         score = getattr(self, name)(features)
         return _crop(score, self.crop_offsets[name], like.shape[-2], like.shape[-1])
 
-    def forward(self, x: Tensor) -> Tensor:
-        height, width = x.shape[-2], x.shape[-1]
+    def skip_taps(self) -> tuple[str, ...]:
+        """The backbone outputs the head reads: what instant learning caches per image."""
+        return {"fcn32s": ("fc7",), "fcn16s": ("pool4", "fc7")}.get(
+            self.config.arch, ("pool3", "pool4", "fc7"))
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """The backbone: normalised ``N x 3 x H x W`` -> the skip taps (pool3 1/8, pool4
+        1/16, fc7 1/32), only those the head uses. ``x`` is padded here in the "same"
+        alignment, so :meth:`head` needs the unpadded size."""
         if self.config.alignment == "same":
             x = _pad_to_multiple(x, _SAME_MULTIPLE)
-        pools: dict[str, Tensor] = {}
+        taps = self.skip_taps()
+        out: dict[str, Tensor] = {}
         h = x
         for b, block in enumerate(self._block_layers, start=1):
             for conv, bn in block:
@@ -240,24 +248,41 @@ class FCN(nn.Module):
                     h = getattr(self, bn)(h)
                 h = F.relu(h, inplace=True)
             h = F.max_pool2d(h, 2, 2, ceil_mode=True)  # 1/2, 1/4, 1/8, 1/16, 1/32
-            pools[f"pool{b}"] = h
+            if f"pool{b}" in taps:
+                out[f"pool{b}"] = h
         h = self.drop6(F.relu(self.fc6(h), inplace=True))
-        h = self.drop7(F.relu(self.fc7(h), inplace=True))
-        h = self.score_fr(h)  # 1/32
+        out["fc7"] = self.drop7(F.relu(self.fc7(h), inplace=True))
+        return out
 
-        arch = self.config.arch
-        if arch == "fcn32s":
-            h = self.upscore(h)
-        else:
-            h = self.upscore2(h)  # 1/16
-            h = h + self._skip("score_pool4", pools["pool4"], h)
-            if arch == "fcn16s":
-                h = self.upscore16(h)
-            else:
-                h = self.upscore_pool4(h)  # 1/8
-                h = h + self._skip("score_pool3", pools["pool3"], h)
-                h = self.upscore8(h)
+    def coarse_scores(self, feats: Mapping[str, Tensor]) -> Tensor:
+        """Class scores at the finest skip (1/8 for FCN-8s), before the final upsampling."""
+        h = self.score_fr(feats["fc7"])  # 1/32
+        if self.config.arch == "fcn32s":
+            return h
+        h = self.upscore2(h)  # 1/16
+        h = h + self._skip("score_pool4", feats["pool4"], h)
+        if self.config.arch == "fcn16s":
+            return h
+        h = self.upscore_pool4(h)  # 1/8
+        return h + self._skip("score_pool3", feats["pool3"], h)
+
+    @property
+    def final_upsampling(self) -> nn.ConvTranspose2d:
+        """The last deconv (x8, x16 or x32) from :meth:`coarse_scores` to the input size."""
+        name = _UPSAMPLING[self.config.arch][-1][0]
+        return getattr(self, name)
+
+    @property
+    def coarse_stride(self) -> int:
+        return _UPSAMPLING[self.config.arch][-1][1]
+
+    def head(self, feats: Mapping[str, Tensor], height: int, width: int) -> Tensor:
+        """Score layers and upsampling: the skip taps -> ``N x C x height x width`` logits."""
+        h = self.final_upsampling(self.coarse_scores(feats))
         return _crop(h, self.crop_offsets["final"], height, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x), x.shape[-2], x.shape[-1])
 
     def extra_repr(self) -> str:
         return f"config={self.config}"

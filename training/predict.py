@@ -22,6 +22,7 @@ from PIL import Image
 
 from .checkpoint import LoadedModel, load_model
 from .device import autocast_dtype, resolve_device
+from .feature_cache import ImageFeatures
 
 UNCERTAINTY_KINDS: tuple[str, ...] = ("entropy", "margin")
 
@@ -121,14 +122,17 @@ class Predictor:
     # -- core ---------------------------------------------------------------
     def _logits(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         """N x 3 x H x W uint8 on CPU -> N x C x H x W float32 logits on the device."""
-        x = batch_uint8.to(self.device, non_blocking=True)
-        x = self.loaded.normalization.apply(x)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._normalised(batch_uint8)
         if self.autocast is not None:
             with torch.autocast(self.device.type, dtype=self.autocast):
                 return self.model(x).float()
         return self.model(x).float()
+
+    def _normalised(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        x = self.loaded.normalization.apply(batch_uint8.to(self.device, non_blocking=True))
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _tiled_probs(self, image: torch.Tensor) -> torch.Tensor:
         """1 x 3 x H x W uint8 -> C x H x W probabilities on CPU, tile by tile."""
@@ -197,6 +201,50 @@ class Predictor:
             for j, i in enumerate(idx):
                 results[i] = self._finish(probs[j], probabilities, uncertainty)
         return [r for r in results if r is not None]
+
+    # -- features: the backbone and the head apart (instant learning) ---------------------
+    def network_input(self, image: np.ndarray) -> np.ndarray:
+        """The image as the feature path sees it: itself, or for an image beyond
+        ``tile_size`` a copy whose longer side is ``tile_size`` (bounded memory)."""
+        h, w = image.shape[:2]
+        if max(h, w) <= self.tile_size:
+            return image
+        scale = self.tile_size / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return np.array(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+    @torch.inference_mode()
+    def predict_with_features(
+        self, image: np.ndarray, backbone: str, *, uncertainty: str | None = None
+    ) -> tuple[Prediction, ImageFeatures]:
+        """Segment one image and return the skip-tap features the head read.
+
+        For an image beyond ``tile_size`` the prediction is the usual tiled one and
+        the features come from the downscaled :meth:`network_input`.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 image, got {image.shape} {image.dtype}")
+        small = self.network_input(image)
+        x = self._normalised(torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None])
+        h, w = small.shape[:2]
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            taps = self.model.features(x)
+            logits = None if small is not image else self.model.head(taps, h, w)
+        feats = ImageFeatures.from_taps(taps, (h, w), backbone)
+        if logits is None:
+            return self.predict(image, uncertainty=uncertainty), feats
+        return self._finish(logits.float().softmax(1), False, uncertainty), feats
+
+    @torch.inference_mode()
+    def predict_from_features(
+        self, feats: ImageFeatures, size: tuple[int, int], *, uncertainty: str | None = None
+    ) -> Prediction:
+        """The head alone on cached features (milliseconds): the prediction at ``size``."""
+        taps = {k: v.to(self.device, torch.float32) for k, v in feats.taps.items()}
+        probs = self.model.head(taps, *feats.size).softmax(1)
+        if tuple(size) != tuple(feats.size):
+            probs = F.interpolate(probs, size=tuple(size), mode="bilinear", align_corners=False)
+        return self._finish(probs, False, uncertainty)
 
     def _predict_huge(self, img: np.ndarray, want_probs: bool, uncertainty: str | None) -> Prediction:
         h, w = img.shape[:2]
