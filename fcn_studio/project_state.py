@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -66,8 +67,36 @@ class ImageRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageRecord:
+        """A record from its JSON object; ValueError naming the field when a value has
+        the wrong type (the image list formats these numbers and would break later)."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key, value in known.items():
+            if value is None:
+                continue
+            if key in _SHARES:
+                known[key] = _number(value, key, *_SHARES[key])
+            elif not isinstance(value, str):
+                raise ValueError(f"{key!r} is {value!r}, not text")
         return cls(**known)
+
+
+_SHARES: dict[str, tuple[float, float]] = {
+    "mean_uncertainty": (0.0, float("inf")),  # entropy in nats: >= 0
+    "correction_effort": (0.0, 1.0),  # a share of pixels
+}
+"""The numeric fields of an ImageRecord and the range each must lie in."""
+
+
+def _number(value: object, key: str, low: float = float("-inf"),
+            high: float = float("inf")) -> float:
+    """``value`` as a finite float in [low, high]; ValueError naming ``key`` otherwise."""
+    # bool is an int to Python, but true/false in state.json is a wrong type.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key!r} is {value!r}, not a number")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{key!r} is {value!r}, outside {low:g}..{high:g}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -156,11 +185,21 @@ class ProjectState:
         for iid, rec in images.items():
             if not isinstance(rec, dict):
                 raise ValueError(f"image {iid!r}: record is not an object")
-            self.images[str(iid)] = ImageRecord.from_json(rec)
-        for item in data.get("history", []):
+            try:
+                self.images[str(iid)] = ImageRecord.from_json(rec)
+            except ValueError as exc:
+                raise ValueError(f"image {iid!r}: {exc}") from None
+        history = data.get("history", [])
+        if not isinstance(history, list):
+            raise ValueError("'history' is not a list")
+        for number, item in enumerate(history):
+            if (not isinstance(item, list) or len(item) != 3
+                    or not all(isinstance(v, str) for v in item[:2])):
+                raise ValueError(f"history entry {number} is {item!r}, not [time, id, effort]")
             time, iid, effort = item
-            self.history.append(HistoryItem(str(time), str(iid),
-                                            None if effort is None else float(effort)))
+            self.history.append(HistoryItem(time, iid, None if effort is None else
+                                            _number(effort, f"history entry {number} effort",
+                                                    *_SHARES["correction_effort"])))
 
     def _set_aside(self, problem: str) -> None:
         bad = self.path.with_name(self.path.name + ".bad")

@@ -219,3 +219,61 @@ def test_adding_an_image_with_a_leading_space_says_why_it_is_skipped(tmp_path: P
     project, added, skipped = add_images(Project.open(tmp_path / "p"), [odd])
     assert added == [] and skipped == [(odd, "leading or trailing spaces in the name")]
     assert not (tmp_path / "p" / "JPEGImages" / " a.jpg").exists()
+
+
+# -- item 19: wrong value types in state.json are caught on read ---------------------
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"mean_uncertainty": "high"}, "mean_uncertainty"),
+    ({"correction_effort": [0.5]}, "correction_effort"),
+    ({"correction_effort": True}, "correction_effort"),
+    ({"correction_effort": 7.0}, "correction_effort"),
+    ({"model_version": 3}, "model_version"),
+    ({"saved_at": {"when": "today"}}, "saved_at"),
+])
+def test_state_with_a_wrong_value_type_is_set_aside_with_a_warning(
+        tmp_path: Path, record: dict, field: str) -> None:
+    from fcn_studio.project import Project
+    from tests.synthetic import write_voc
+
+    ids = write_voc(tmp_path, n=2, n_val=1)
+    state = tmp_path / ".fcn_studio" / "state.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"schema": 1, "images": {ids[0]: record}, "history": []}))
+    project = Project.open(tmp_path)
+    assert any(field in w and "state.json" in w and ids[0] in w for w in project.warnings), \
+        project.warnings
+    assert (tmp_path / ".fcn_studio" / "state.json.bad").exists()
+    entry = project.entry(ids[0])
+    assert entry.mean_uncertainty is None and entry.correction_effort is None
+
+
+@pytest.mark.parametrize("history", ['"abc"', '["t", "a", 0.5]', '[["t", "a"]]',
+                                     '[["t", "a", "much"]]', '[[1, "a", 0.5]]'])
+def test_state_with_a_malformed_history_is_set_aside(tmp_path: Path, history: str) -> None:
+    from fcn_studio.project import Project
+    from tests.synthetic import write_voc
+
+    write_voc(tmp_path, n=2, n_val=1)
+    state = tmp_path / ".fcn_studio" / "state.json"
+    state.parent.mkdir()
+    state.write_text(f'{{"schema": 1, "images": {{}}, "history": {history}}}')
+    project = Project.open(tmp_path)
+    assert any("history" in w for w in project.warnings), project.warnings
+    assert project.history == []
+
+
+def test_a_well_typed_state_still_loads(tmp_path: Path) -> None:
+    from fcn_studio.project import Project
+    from tests.synthetic import write_voc
+
+    ids = write_voc(tmp_path, n=2, n_val=1)
+    state = tmp_path / ".fcn_studio" / "state.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"schema": 1, "images": {ids[0]: {
+        "correction_effort": 0.25, "saved_at": "2024-01-01T00:00:00+00:00", "model_version": "v001",
+        "mean_uncertainty": 1}}, "history": [["2024-01-01T00:00:00+00:00", ids[0], 0.25]]}))
+    project = Project.open(tmp_path)
+    assert project.warnings == [] and project.entry(ids[0]).correction_effort == 0.25
+    assert [h.effort for h in project.history] == [0.25]
