@@ -53,6 +53,10 @@ class ProjectOps:
         try:
             project = Project.open(path)
         except NotAProject as exc:
+            if exc.image_count == 0:  # nothing to create a project from
+                self._error(f"Cannot open {path}:\n{exc}.\n\nChoose a project folder (one "
+                            "with JPEGImages/) or a folder of images.")
+                return False
             return self._offer_create(path, str(exc))
         except (FCNError, OSError) as exc:
             self._error(f"Cannot open {path}:\n{exc}")
@@ -63,6 +67,12 @@ class ProjectOps:
         except lockfile.ProjectLocked as exc:
             choice = self._ask(f"{exc}\n\nTwo windows editing the same project can overwrite "
                                "each other's labels.", ["Open anyway", "Cancel"], 1)
+            if choice != 0:
+                return False
+        except FCNError as exc:  # the lock cannot be written: a read-only folder or disk
+            choice = self._ask(f"{exc}\n\nThe project folder cannot be written to (read-only?). "
+                               "Open it anyway? Nothing can be saved there: labels you draw "
+                               "stay unsaved.", ["Open anyway", "Cancel"], 1)
             if choice != 0:
                 return False
         self.c.set_project(project)
@@ -88,9 +98,19 @@ class ProjectOps:
 
     def _create_from_images(self, src: Path) -> bool:
         from training.errors import FCNError
+        from training.images import list_images
 
         from ..project import Project
 
+        try:
+            has_images = bool(list_images(src)[0])
+        except (FCNError, OSError) as exc:
+            self._error(f"Cannot read {src}:\n{exc}")
+            return False
+        if not has_images:  # say so before asking where the project should go
+            self._error(f"{src} holds no images (.jpg, .png, ...): there is nothing to make a "
+                        "project from.")
+            return False
         dest = QFileDialog.getExistingDirectory(self.w, "Empty folder for the new project",
                                                 str(src.parent))
         if not dest:
