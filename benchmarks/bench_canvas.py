@@ -36,7 +36,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 from PySide6.QtCore import QEvent, QPointF, Qt  # noqa: E402
-from PySide6.QtGui import QImage, QMouseEvent, QPixmap, QUndoStack  # noqa: E402
+from PySide6.QtGui import QImage, QMouseEvent, QPixmap  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QApplication,
     QGraphicsPixmapItem,
@@ -46,9 +46,9 @@ from PySide6.QtWidgets import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fcn_studio.session import LabelSession  # noqa: E402
 from fcn_studio.ui import overlay  # noqa: E402
 from fcn_studio.ui.canvas import Canvas  # noqa: E402
-from fcn_studio.ui.undo import configure_undo_stack  # noqa: E402
 from training.palette import voc_colormap  # noqa: E402
 
 H, W = 3000, 4000
@@ -201,7 +201,7 @@ def bench_switch(canvas: Canvas, images: list[tuple[np.ndarray, np.ndarray]], ro
     for i in range(rounds):
         rgb, label = images[i % len(images)]
         t0 = time.perf_counter()
-        canvas.set_image(rgb, label, QUndoStack())
+        canvas.set_image(rgb, opened(label))
         canvas.set_uncertainty(uncertainty)  # what the main window does on a switch
         canvas.repaint()
         ours.append((time.perf_counter() - t0) * 1e3)
@@ -237,7 +237,7 @@ def bench_switch(canvas: Canvas, images: list[tuple[np.ndarray, np.ndarray]], ro
     canvas.set_uncertainty_visible(False)
     rgb, label = images[0]
     t0 = time.perf_counter()
-    canvas.set_image(rgb, label, QUndoStack())
+    canvas.set_image(rgb, opened(label))
     canvas.set_outline(True)
     canvas.repaint()
     print(f"  switch in outline view: {(time.perf_counter() - t0) * 1e3:.1f} ms")
@@ -278,12 +278,18 @@ def bench_pan(canvas: Canvas, n: int) -> None:
               f"{statistics.median(base):6.2f} ms | {ratio:5.1f}x faster")
 
 
+def opened(label: np.ndarray) -> LabelSession:
+    """A labelling session holding ``label``, as the app opens one."""
+    s = LabelSession("bench")
+    s.open(label, has_saved_label=False)
+    return s
+
+
 def bench_undo(canvas: Canvas, images: list[tuple[np.ndarray, np.ndarray]]) -> None:
     print("\nUndo / redo of one long stroke (radius 20, 400 segments), incl. repaint")
     rgb, label = images[0]
-    stack = QUndoStack()
-    configure_undo_stack(stack)
-    canvas.set_image(rgb, label, stack)
+    stack = opened(label)
+    canvas.set_image(rgb, stack)
     canvas.set_brush_radius(20)
     time_segments(canvas, visible_drag(canvas, 400, 10.0, seed=3))
     app = QApplication.instance()
@@ -292,7 +298,7 @@ def bench_undo(canvas: Canvas, images: list[tuple[np.ndarray, np.ndarray]]) -> N
         action()
         app.processEvents()
         print(f"  {name}: {(time.perf_counter() - t0) * 1e3:.1f} ms "
-              f"(delta {stack.command(0).nbytes / 1e3:.0f} kB)")
+              f"(delta {stack.history.nbytes / 1e3:.0f} kB)")
 
 
 def guard_refcount_bug() -> None:
@@ -334,9 +340,7 @@ def main() -> None:
     print(f"platform {app.platformName()}, devicePixelRatio {canvas.devicePixelRatioF()}")
     images = [(photo(i), blobby_label(i)) for i in range(2)]
     bench_switch(canvas, images, rounds=4 if args.quick else 10)
-    stack = QUndoStack()
-    configure_undo_stack(stack)
-    canvas.set_image(images[0][0], images[0][1].copy(), stack)
+    canvas.set_image(images[0][0], opened(images[0][1].copy()))
     bench_brush(canvas, n, naive_n=15 if args.quick else 30)
     bench_pan(canvas, n)
     bench_undo(canvas, images)

@@ -1,15 +1,73 @@
-"""Which model the app runs: a plain description the GUI passes to the worker.
+"""Which model the app runs, and which model made a prediction.
 
-The GUI never touches torch; it hands a ModelSpec to the inference worker,
-which turns it into a training.predict.Predictor on its own thread.
+The GUI never touches torch; it hands a :class:`ModelSpec` to the inference
+worker, which turns it into a ``training.predict.Predictor`` on its own thread
+and reports the loaded model's :class:`ModelId`. Every prediction carries that
+identity, so a result is matched to the model that made it, never to a file name
+(two different ``best.pt`` files are two models).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KINDS = ("imagenet", "untrained", "file", "version")
+
+_HASH_CHUNK = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class ModelId:
+    """The identity of one model's weights.
+
+    * ``version``: a project's model version; ``key`` is its id (``v002``) and
+      ``scope`` the project's models folder, so ``v001`` of two projects differ.
+    * ``file``: ``key`` is the SHA-256 of the file's bytes.
+    * ``imagenet`` / ``untrained``: a new FCN-8s; ``key`` is a digest of its class
+      list (its score layers start at zero, so two such models predict alike).
+
+    ``str()`` is what a stored prediction records (state.json's ``model_version``);
+    a version keeps its plain id there, as before.
+    """
+
+    kind: str
+    key: str
+    scope: str = field(default="", compare=True)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}")
+        if not self.key:
+            raise ValueError("a model id needs a key")
+
+    def __str__(self) -> str:
+        return self.key if self.kind == "version" else f"{self.kind}:{self.key}"
+
+    @property
+    def stored(self) -> str:
+        """The text a stored prediction records for this model."""
+        return str(self)
+
+    @staticmethod
+    def of_version(version_id: str, models_dir: str | Path | None = None) -> ModelId:
+        return ModelId("version", version_id, str(models_dir or ""))
+
+    @staticmethod
+    def of_classes(kind: str, class_names: tuple[str, ...] | list[str]) -> ModelId:
+        digest = hashlib.sha256("\n".join(class_names).encode()).hexdigest()[:16]
+        return ModelId(kind, digest)
+
+    @staticmethod
+    def of_file(path: str | Path) -> ModelId:
+        """The content hash of a weights file (reads the whole file: call it off the GUI
+        thread; the inference worker does)."""
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                h.update(chunk)
+        return ModelId("file", h.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -17,14 +75,17 @@ class ModelSpec:
     kind: str  # imagenet | untrained | file | version
     class_names: tuple[str, ...]
     path: str | None = None  # checkpoint or state dict for "file" / "version"
-    version: str = ""  # shown to the user; every prediction carries it
+    version: str = ""  # a version's id; a short name shown to the user otherwise
     at_once: bool = False  # for an imported at-once FCN-8s state dict
+    scope: str = ""  # a version's models folder (part of its identity)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}")
         if self.kind in ("file", "version") and not self.path:
             raise ValueError(f"a {self.kind!r} model needs a path")
+        if self.kind == "version" and not self.version:
+            raise ValueError("a version model needs its version id")
 
     @property
     def description(self) -> str:
@@ -36,6 +97,15 @@ class ModelSpec:
             return f"project model {self.version}"
         return f"file {Path(self.path or '').name}"
 
+    def identity(self) -> ModelId:
+        """The id of the model this spec loads. For a file this hashes its bytes:
+        call it where that may take a while (the worker thread)."""
+        if self.kind == "version":
+            return ModelId.of_version(self.version, self.scope)
+        if self.kind == "file":
+            return ModelId.of_file(self.path or "")
+        return ModelId.of_classes(self.kind, self.class_names)
+
     @staticmethod
     def imagenet(class_names: list[str] | tuple[str, ...]) -> ModelSpec:
         return ModelSpec("imagenet", tuple(class_names), version="imagenet")
@@ -43,6 +113,13 @@ class ModelSpec:
     @staticmethod
     def untrained(class_names: list[str] | tuple[str, ...]) -> ModelSpec:
         return ModelSpec("untrained", tuple(class_names), version="untrained")
+
+    @staticmethod
+    def of_version(version_id: str, checkpoint: str | Path,
+                   class_names: list[str] | tuple[str, ...],
+                   models_dir: str | Path | None = None) -> ModelSpec:
+        return ModelSpec("version", tuple(class_names), path=str(checkpoint),
+                         version=version_id, scope=str(models_dir or ""))
 
     @staticmethod
     def file(path: str | Path, class_names: list[str] | tuple[str, ...], at_once: bool = False,

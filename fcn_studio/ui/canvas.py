@@ -10,8 +10,10 @@ an ARGB32 buffer of the coloured label map, and an optional uncertainty heat
 buffer. An edit recolours only its dirty box through a 256-entry lookup table
 (:mod:`fcn_studio.ui.overlay`) and repaints only the widget area that box covers.
 Mouse events go to the current tool (:mod:`fcn_studio.ui.canvas_tools`), which
-calls the Qt-free editing core; every edit becomes one
-:class:`~fcn_studio.ui.undo.EditCommand` on the caller's ``QUndoStack``.
+calls the Qt-free editing core; every edit becomes one step of the image's
+:class:`~fcn_studio.session.LabelSession`. The canvas observes the session:
+undo, redo and label replacements happen there and the canvas redraws the box
+each one reports.
 
 Zoom is in *device* pixels per image pixel: 1.0 ("actual size") shows one image
 pixel on one physical pixel, also on high-DPI screens (see
@@ -32,17 +34,16 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QResizeEvent,
-    QUndoStack,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QWidget
 
 from fcn_studio.editing import PaintPolicy
 from fcn_studio.history import Delta
+from fcn_studio.session import Change, LabelSession
 from fcn_studio.ui import overlay
 from fcn_studio.ui.canvas_tools import BrushTool, HandTool, Tool, make_tools
 from fcn_studio.ui.overlay import ViewTransform
-from fcn_studio.ui.undo import EditCommand, ReplaceLabelCommand
 from training.palette import voc_colormap
 
 Box = tuple[int, int, int, int]
@@ -72,7 +73,7 @@ class Canvas(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # paintEvent fills all
         self._label: np.ndarray | None = None
-        self._stack: QUndoStack | None = None
+        self._session: LabelSession | None = None
         self._layers = overlay.OverlayLayers(voc_colormap())
         self._locked: frozenset[int] = frozenset()
         self._view = ViewTransform()
@@ -87,18 +88,24 @@ class Canvas(QWidget):
         self.setCursor(self._tool.cursor_shape)
 
     # ----------------------------------------------------------------- data
-    def set_image(self, rgb: np.ndarray, label: np.ndarray, undo_stack: QUndoStack) -> None:
-        """Show ``rgb`` (H x W x 3 uint8) with ``label`` (H x W uint8, edited in place).
+    def set_image(self, rgb: np.ndarray, session: LabelSession) -> None:
+        """Show ``rgb`` (H x W x 3 uint8) with the open ``session``'s label (edited in place).
 
-        Edits go to ``undo_stack`` as commands. The view is kept when the new image
-        has the size of the previous one and the user had zoomed (video frames,
-        tiles); otherwise it fits the window.
+        Edits become steps of ``session``; the canvas redraws what the session
+        reports changed. The view is kept when the new image has the size of the
+        previous one and the user had zoomed (video frames, tiles); otherwise it
+        fits the window.
         """
+        label = session.label
+        if label is None:
+            raise ValueError(f"the session of {session.image_id} is not open")
         overlay.check_image(rgb, label)
         same_size = self._label is not None and self._label.shape == label.shape
-        self._tool.deactivate()  # a live stroke belongs to the old image's stack
+        self._tool.deactivate()  # a live stroke belongs to the old image
+        self._detach()
         self._label = label
-        self._stack = undo_stack
+        self._session = session
+        session.subscribe(self._on_session_change)
         self._layers.attach(rgb, label)
         if not (same_size and not self._fit_mode):
             self.fit()
@@ -107,50 +114,65 @@ class Canvas(QWidget):
     def clear(self) -> None:
         """Show nothing and drop every reference to the last image."""
         self._tool.deactivate()
-        self._label = self._stack = None
+        self._detach()
+        self._label = None
         self._layers.detach()
         self.update()
+
+    def _detach(self) -> None:
+        if self._session is not None:
+            self._session.unsubscribe(self._on_session_change)
+            self._session = None
 
     def has_image(self) -> bool:
         return self._label is not None
 
     def label(self) -> np.ndarray | None:
-        """The label map being edited (the caller's array), or None."""
+        """The label map being edited (the session's array), or None."""
         return self._label
 
-    def undo_stack(self) -> QUndoStack | None:
-        return self._stack
+    def session(self) -> LabelSession | None:
+        return self._session
 
     def replace_label(self, new_label: np.ndarray, text: str = "Replace label") -> bool:
         """Make ``new_label`` the label map as one undoable step; False if nothing changed."""
-        if self._label is None or self._stack is None:
+        if self._session is None:
             return False
         self._tool.deactivate()
-        cmd = ReplaceLabelCommand.create(self, self._label, new_label, text)
-        if cmd is not None:
-            self._stack.push(cmd)
-        return cmd is not None
+        return self._session.replace(new_label, text)
 
     def undo(self) -> None:
-        """Undo, gesture-aware: bind the Undo action here rather than to the stack.
+        """Undo, gesture-aware: bind the Undo action here rather than to the session.
 
         Mid-stroke the live stroke becomes its own step first, so it is what gets
         undone (undoing an older step under a live stroke would leave the stroke
         holding stale "before" values); mid-polygon the last vertex goes.
         """
-        if self._stack is not None and not self._tool.step_back():
+        if self._session is not None and not self._tool.step_back():
             self._settle()
-            self._stack.undo()
+            self._session.undo()
 
     def redo(self) -> None:
         """Redo (a live stroke is committed first, which leaves nothing to redo)."""
-        if self._stack is not None:
+        if self._session is not None:
             self._settle()
-            self._stack.redo()
+            self._session.redo()
 
     def _settle(self) -> None:
         if self.is_painting():
             self._tool.deactivate()
+
+    def _on_session_change(self, session: LabelSession, change: Change) -> None:
+        """The session changed its label (an edit, undo, redo, a prediction applied)."""
+        if change.kind != "label" or session is not self._session or self._label is None:
+            return
+        bbox = change.bbox
+        if bbox is None:
+            h, w = self._label.shape
+            bbox = (0, 0, h, w)
+        if not change.live:
+            self.refresh_overlay(bbox)
+        self.labelEdited.emit(tuple(int(v) for v in bbox))
 
     # ------------------------------------------------------------- overlay
     def refresh_overlay(self, bbox: Box | None = None) -> None:
@@ -217,17 +239,9 @@ class Canvas(QWidget):
         return PaintPolicy(locked=self._locked)
 
     def push_edit(self, delta: Delta, text: str) -> None:
-        """Put an edit already applied to the label on the undo stack (one step)."""
-        if self._stack is not None and self._label is not None:
-            self._stack.push(EditCommand(self, self._label, delta, text, applied=True))
-
-    def label_changed(self, label: np.ndarray, bbox: Box, refresh: bool = True) -> None:
-        """An undo command changed ``label`` in ``bbox``: redraw it if it is shown."""
-        if label is not self._label:
-            return
-        if refresh:
-            self.refresh_overlay(bbox)
-        self.labelEdited.emit(tuple(int(v) for v in bbox))
+        """Record an edit already applied (and drawn) on the label as one undo step."""
+        if self._session is not None:
+            self._session.record(delta, text)
 
     def pick_class(self, value: int) -> None:
         """Eyedropper result: select the class and tell the window."""

@@ -1,42 +1,46 @@
 """The labelling loop: open a project, show an image, take predictions, save labels.
 
-Qt widgets stay in main_window.py; this object keeps the state of the open
-project and the image on screen, and talks to the inference worker and the
-background saver. It does no tensor maths and no whole-image work per event.
+Qt widgets stay in main_window.py. The state of each image being labelled lives
+in the Qt-free :class:`~fcn_studio.session.LabelSession` (label, undo history,
+save state, prediction); this object picks the session to show, feeds it
+predictions from the inference worker, and runs its saves and the storing of
+predictions on background threads. It does no tensor maths and no whole-image
+work per event.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
 
+from .. import prediction_store
 from ..image_cache import ImageCache
 from ..model_spec import ModelSpec
 from ..project import Project
-from .image_session import ImageSession
+from ..session import Change, LabelSession, Prediction, SessionStore
 from .inference import InferenceResult, InferenceWorker, ModelInfo
 from .saver import BackgroundSaver
-from .undo import configure_undo_stack
 
 PREDICT_AHEAD = 3  # images predicted ahead of the one shown
 
 
 class Controller(QObject):
     projectChanged = Signal(object)  # Project | None
-    sessionChanged = Signal(object)  # ImageSession | None
+    sessionChanged = Signal(object)  # LabelSession | None: the image shown
     entryChanged = Signal(str)  # image id whose state/dirty flag changed
-    predictionShown = Signal(object)  # ImageSession, after a prediction arrived for it
+    predictionShown = Signal(object)  # LabelSession, after a prediction arrived for it
     modelChanged = Signal(object)  # ModelInfo
-    message = Signal(str, str)  # level ("info" | "warning" | "error"), text
+    labelSaved = Signal(str)  # image id: its label is on disk (training data from now on)
+    problem = Signal(str, str)  # image id ("" for none), text: a background error, not modal
     status = Signal(str)
 
     def __init__(self, worker: InferenceWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
         self.project: Project | None = None
-        self.session: ImageSession | None = None
-        self.model: ModelInfo | None = None
+        self.session: LabelSession | None = None
+        self.sessions = SessionStore()
+        self.model: ModelInfo | None = None  # the model predicting for this project
         self.spec: ModelSpec | None = None  # the spec of the model in use
         self._pending_spec: ModelSpec | None = None
         self._refresh_all = False
@@ -44,20 +48,29 @@ class Controller(QObject):
         self.saver = BackgroundSaver(self)
         self.saver.saved.connect(self._on_saved)
         self.saver.failed.connect(self._on_save_failed)
+        # Predictions are PNG-encoded and written off the GUI thread too.
+        self.prediction_writer = BackgroundSaver(self)
+        self.prediction_writer.saved.connect(lambda image_id, _t: self._entry_changed(image_id))
+        self.prediction_writer.failed.connect(
+            lambda image_id, _t, text: self.problem.emit(
+                image_id, f"Could not store the prediction of {image_id}: {text}"))
         self._cache: ImageCache | None = None
-        self._stacks: dict[str, QUndoStack] = {}
         self._order: list[str] = []  # navigation order (the list panel's filter applies)
-        self._failed_saves: dict[str, np.ndarray] = {}  # labels whose save failed, kept
-        self._in_flight: dict[str, np.ndarray] = {}  # labels being written
         worker.resultReady.connect(self._on_result)
         worker.predictionFailed.connect(self._on_prediction_failed)
         worker.modelReady.connect(self._on_model_ready)
         worker.modelFailed.connect(self._on_model_failed)
 
     # -- project ----------------------------------------------------------------------
-    def set_project(self, project: Project | None) -> None:
+    def set_project(self, project: Project | None, keep_model: bool = False) -> None:
+        """Open ``project``. Its model is chosen by the caller (:meth:`set_model`): a
+        model is never carried over from another project unless ``keep_model`` (the same
+        project reopened with images added)."""
+        model, spec = self.model, self.spec
         self.close_project()
         self.project = project
+        if keep_model:
+            self.model, self.spec = model, spec
         if project is not None:
             self._cache = ImageCache(project.load_image, capacity=4)
             self._order = list(project.ids)
@@ -65,21 +78,22 @@ class Controller(QObject):
 
     def close_project(self) -> None:
         self.flush()
+        self.prediction_writer.wait()
         if self.project is not None:
             self.project.flush()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
         self.worker.cancel_pending()
-        self._stacks.clear()
-        self._failed_saves.clear()
+        self.sessions.clear()
         self.session = None
+        self.model = self.spec = self._pending_spec = None
         self.sessionChanged.emit(None)
         self.project = None
 
     def forget_history(self, image_id: str) -> None:
-        """Drop an image's undo history and session (after its label file was rewritten)."""
-        self._stacks.pop(image_id, None)
+        """Drop an image's session and history (after its label file was rewritten)."""
+        self.sessions.forget(image_id)
         if self.session is not None and self.session.image_id == image_id:
             self.session = None
 
@@ -96,31 +110,53 @@ class Controller(QObject):
         self.worker.set_model(spec)
 
     def _on_model_ready(self, info: ModelInfo) -> None:
-        self.model = info
-        if self._pending_spec is not None and self._pending_spec.version == info.version:
-            self.spec = self._pending_spec
+        if info.spec != self._pending_spec or self.project is None:
+            return  # a load this project no longer waits for
+        self._pending_spec = None
+        names = list(self.project.classes.names)
+        if list(info.class_names) != names:
+            # Never predict with another class list: the ids would mean other classes.
+            self.problem.emit("", f"The model {info.description} has other classes than "
+                              f"the project, so it is not used here.\nmodel: "
+                              f"{', '.join(info.class_names)}\nproject: {', '.join(names)}")
+            self._fall_back(info.spec)
+            return
+        self.model, self.spec = info, info.spec
         self.modelChanged.emit(info)
-        if self.project is not None and list(info.class_names) != list(self.project.classes.names):
-            self.message.emit("warning", "The model's classes differ from the project's:\n"
-                              f"model: {', '.join(info.class_names)}\n"
-                              f"project: {', '.join(self.project.classes.names)}\n"
-                              "Predictions use the model's class ids.")
         if self._refresh_all:
             self._refresh_all = False
             self.refresh_predictions()
         else:
             self.request_prediction()
 
-    def _on_model_failed(self, version: str, text: str) -> None:
-        if self.model is None and version == "imagenet" and self.project is not None:
-            # No model at all yet: say why, and work with an untrained FCN-8s meanwhile
-            # (it is shown as untrained in the status bar; fine-tuning makes it useful).
-            self.message.emit("warning", f"{text}\n\nUntil then the model is an untrained "
-                              "FCN-8s: fine-tuning on your saved labels trains it.")
-            self.set_model(ModelSpec.untrained(self.project.classes.names))
+    def _fall_back(self, failed: ModelSpec | None) -> None:
+        """After the model asked for could not be used: the one in use before (the worker
+        must load it again), else the project's own chain: ImageNet, then untrained."""
+        assert self.project is not None
+        names = self.project.classes.names
+        if self.spec is not None and self.spec != failed:
+            self.set_model(self.spec)
+        elif failed is None or failed.kind != "untrained":
+            kind = "untrained" if failed is not None and failed.kind == "imagenet" else "imagenet"
+            self.set_model(ModelSpec.untrained(names) if kind == "untrained"
+                           else ModelSpec.imagenet(names))
+
+    def _on_model_failed(self, spec: ModelSpec, text: str) -> None:
+        if spec != self._pending_spec or self.project is None:
             return
-        keep = f" The current model ({self.model.description}) stays in use." if self.model else ""
-        self.message.emit("error", f"Could not load the model {version}:\n{text}{keep}")
+        self._pending_spec = None
+        if self.model is None:
+            # No model for this project yet: say why and go down the project's chain
+            # (ImageNet if the weights are on disk, else an untrained FCN-8s, shown as
+            # such in the status bar; fine-tuning makes it useful).
+            then = ("an untrained FCN-8s: fine-tuning on your saved labels trains it"
+                    if spec.kind == "imagenet" else "the next model that can be loaded")
+            self.problem.emit("", f"Could not load {spec.description}: {text}\n\n"
+                              f"Until then the model is {then}.")
+            self._fall_back(spec)
+            return
+        self.problem.emit("", f"Could not load the model {spec.description}:\n{text} "
+                          f"The current model ({self.model.description}) stays in use.")
 
     def request_prediction(self, force: bool = False) -> None:
         """Predict the shown image (unless its prediction is current) and a few ahead."""
@@ -128,7 +164,8 @@ class Controller(QObject):
             return
         sid = self.session.image_id
         ahead = [(i, self.project.entry(i).image_path) for i in self._ahead_ids(sid)]
-        if force or self.session.prediction_version != self.model.version:
+        p = self.session.prediction
+        if force or p is None or p.model != self.model.id:
             self.worker.request(sid, self.project.entry(sid).image_path, ahead)
         else:
             self.worker.queue_ahead(ahead)
@@ -137,9 +174,9 @@ class Controller(QObject):
         """Not corrected, readable, and without a prediction from the current model."""
         assert self.project is not None and self.model is not None
         e = self.project.entry(image_id)
-        if e.error is not None or e.state not in ("new", "predicted"):
+        if e.error is not None or e.state not in ("new", "predicted") or self.is_dirty(image_id):
             return False
-        return e.state == "new" or e.model_version != self.model.version
+        return e.state == "new" or e.model_version != self.model.id.stored
 
     def _ahead_ids(self, current: str, limit: int = PREDICT_AHEAD) -> list[str]:
         assert self.project is not None
@@ -165,81 +202,92 @@ class Controller(QObject):
         self.worker.request(sid, self.project.entry(sid).image_path, ahead)
 
     def _on_result(self, result: InferenceResult) -> None:
-        if self.project is None or self.model is None or result.model_version != self.model.version:
-            return  # from a model no longer in use
+        if self.project is None or self.model is None or result.model != self.model.id:
+            return  # from a model no longer in use, or another project's
         if result.image_id not in self.project.ids:
             return
-        try:
-            self.project.save_prediction(result.image_id, result.label, result.model_version,
-                                         result.mean_uncertainty)
-        except Exception as exc:  # the prediction stays usable in memory
-            self.message.emit("warning", f"Could not store the prediction: {exc}")
-        self.entryChanged.emit(result.image_id)
+        prediction = Prediction(result.label, result.uncertainty, result.model)
+        project, image_id = self.project, result.image_id
+        self.prediction_writer.submit(
+            image_id, lambda: prediction_store.store(project, image_id, prediction))
         s = self.session
-        if s is None or s.image_id != result.image_id:
+        if s is None or s.image_id != image_id or prediction.shape != s.shape:
             return  # a late or ahead-of-time result: stored, not shown
-        if result.label.shape != s.shape:
-            return
-        s.prediction, s.prediction_version = result.label, result.model_version
-        s.uncertainty = result.uncertainty
-        if self.auto_apply and not s.has_saved_label and not s.dirty and s.stack.count() == 0:
-            s.label[...] = result.label  # the starting label; nothing to undo yet
+        s.offer_prediction(prediction, self.auto_apply)
         self.predictionShown.emit(s)
-        self.status.emit(f"predicted {result.image_id} in {result.seconds:.2f} s")
+        self.status.emit(f"predicted {image_id} in {result.seconds:.2f} s")
 
-    def _on_prediction_failed(self, image_id: str, version: str, text: str) -> None:
-        if self.project is not None and image_id and image_id in self.project.ids:
-            self.message.emit("warning", f"Prediction failed for {image_id}: {text}")
+    def _on_prediction_failed(self, image_id: str, _model: str, text: str) -> None:
+        if self.project is None:
+            return
+        if image_id and image_id in self.project.ids:
+            self.problem.emit(image_id, f"Prediction failed for {image_id}: {text}")
+        elif not image_id:
+            self.problem.emit("", f"The model worker hit an error: {text}")
 
     # -- images -----------------------------------------------------------------------------
     def show_image(self, image_id: str, label_override: np.ndarray | None = None) -> bool:
-        """Make ``image_id`` the edited image; autosaves the previous one first."""
+        """Make ``image_id`` the edited image; autosaves the previous one first.
+
+        False when the image cannot be read (it is marked unreadable with the
+        reason, and the shown image stays). A saved label that does not fit its
+        image raises LabelError before anything changes (the window asks what to do).
+        """
         if self.project is None or self._cache is None:
             return False
-        if self.session is not None and self.session.image_id == image_id:
+        if (self.session is not None and self.session.image_id == image_id
+                and label_override is None):
             return True
-        self.save_current()
         project = self.project
         try:
             rgb = self._cache.get(image_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any decoder failure: reported, skipped
             project.mark_unreadable(image_id, str(exc))
             self.entryChanged.emit(image_id)
-            self.message.emit("error", str(exc))
+            self.problem.emit(image_id, f"Cannot read {image_id}: {exc}")
             return False
-        label = label_override
+        if label_override is not None:
+            self.forget_history(image_id)
+        kept = self.sessions.peek(image_id)
+        prediction = prediction_store.load(project, image_id)
+        label: np.ndarray | None = label_override
         has_label = False
-        if label is None:
-            label = project.load_label(image_id)  # LabelError is handled by the window
+        if label is None and not (kept is not None and kept.is_open):
+            label = project.load_label(image_id)  # LabelError: handled by the window
             has_label = label is not None
-        try:
-            prediction = project.load_prediction(image_id)
-        except Exception:  # a stale prediction (other size or classes) is simply not used
-            prediction = None
-        if label is None:
-            use = prediction is not None and self.auto_apply
-            label = prediction.copy() if use else np.zeros(rgb.shape[:2], np.uint8)
-        if label_override is None and image_id in self._failed_saves:
-            label, has_label = self._failed_saves[image_id], True  # never lose an edit
-        stack = self._stacks.get(image_id)
-        if stack is None or label_override is not None:
-            # History survives switching away and back: the autosaved label on disk is
-            # exactly the array the old deltas were recorded against.
-            stack = QUndoStack(self)
-            configure_undo_stack(stack)
-            stack.cleanChanged.connect(lambda _c, i=image_id: self.entryChanged.emit(i))
-            self._stacks[image_id] = stack
-        entry = project.entry(image_id)
-        self.session = ImageSession(
-            image_id=image_id, rgb=rgb, label=np.ascontiguousarray(label, dtype=np.uint8),
-            stack=stack, has_saved_label=has_label, prediction=prediction,
-            prediction_version=entry.model_version if prediction is not None else None)
-        if image_id in self._failed_saves:
-            stack.resetClean()  # still unsaved
-        self.sessionChanged.emit(self.session)
+            if label is None:
+                use = prediction is not None and self.auto_apply
+                label = (prediction.label.copy() if use and prediction is not None
+                         else np.zeros(rgb.shape[:2], np.uint8))
+        self._leave_current()
+        s = self.sessions.get(image_id)
+        s.subscribe(self._on_session_change)
+        s.open(label if label is not None else np.zeros(rgb.shape[:2], np.uint8),
+               has_label, prediction, image=rgb)
+        self.session = s
+        self.sessionChanged.emit(s)
+        self.entryChanged.emit(image_id)
         self._prefetch_neighbours(image_id)
         self.request_prediction()
         return True
+
+    def _leave_current(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        self.save_current()
+        s.release()
+        self.session = None
+
+    def _on_session_change(self, session: LabelSession, change: Change) -> None:
+        if change.kind == "state":
+            self._entry_changed(session.image_id)
+
+    def _entry_changed(self, image_id: str) -> None:
+        """Tell the views, for an image of the open project (late outcomes of a closed
+        project's writes are dropped)."""
+        if self.project is not None and image_id in self.project.ids:
+            self.entryChanged.emit(image_id)
 
     def _prefetch_neighbours(self, image_id: str) -> None:
         if self._cache is None or image_id not in self._order:
@@ -248,12 +296,18 @@ class Controller(QObject):
         self._cache.prefetch(self._order[j] for j in (i + 1, i - 1) if 0 <= j < len(self._order))
 
     def neighbour(self, step: int) -> str | None:
+        found = self.neighbours(step)
+        return found[0] if found else None
+
+    def neighbours(self, step: int) -> list[str]:
+        """The images after (``step`` > 0) or before the shown one, nearest first,
+        in the list's order; readable or not (showing one finds out)."""
         if not self._order:
-            return None
+            return []
         if self.session is None or self.session.image_id not in self._order:
-            return self._order[0]
-        i = self._order.index(self.session.image_id) + step
-        return self._order[i] if 0 <= i < len(self._order) else None
+            return list(self._order)
+        i = self._order.index(self.session.image_id)
+        return self._order[i + 1:] if step > 0 else self._order[:i][::-1]
 
     def most_uncertain(self) -> str | None:
         """The unsaved image whose stored prediction is least certain."""
@@ -273,50 +327,51 @@ class Controller(QObject):
     def save_current(self, force: bool = False) -> None:
         """Save the shown label if the person changed it (or ``force``: Ctrl+S)."""
         s = self.session
-        if self.project is None or s is None or not (s.dirty or force):
+        if self.project is None or s is None:
             return
-        label = s.label.copy()  # the person keeps painting while the copy is written
+        job = s.begin_save(force)
+        if job is None:
+            return
+        token, label = job  # a copy: the person keeps painting while it is written
         project, image_id = self.project, s.image_id
-        s.stack.setClean()
-        s.has_saved_label = True
         self.status.emit(f"saving {image_id}…")
-        self._failed_saves.pop(image_id, None)
-        self._in_flight[image_id] = label
-        self.saver.submit(image_id, lambda: project.save_label(image_id, label))
+        self.saver.submit(image_id, lambda: project.save_label(image_id, label), token)
 
     def flush(self) -> None:
         """Save pending edits and wait for every write (closing, switching projects)."""
         self.save_current()
         self.saver.wait()
 
-    def _on_saved(self, image_id: str) -> None:
-        self._in_flight.pop(image_id, None)
-        self.entryChanged.emit(image_id)
+    def _on_saved(self, image_id: str, token: int) -> None:
+        s = self.sessions.peek(image_id)
+        if s is None:
+            return  # a save of a project closed since
+        s.save_finished(token)
+        self._entry_changed(image_id)
         self.status.emit(f"saved {image_id}")
+        self.labelSaved.emit(image_id)
 
-    def _on_save_failed(self, image_id: str, text: str) -> None:
-        # The edit is still in memory: mark the image dirty again so it is not lost.
-        label = self._in_flight.pop(image_id, None)
-        if label is not None:
-            self._failed_saves[image_id] = label
-        s = self.session
-        if s is not None and s.image_id == image_id:
-            s.stack.resetClean()
-        self.entryChanged.emit(image_id)
-        self.message.emit("error", f"Could not save the label of {image_id}:\n{text}\n"
+    def _on_save_failed(self, image_id: str, token: int, text: str) -> None:
+        # The edit is still in memory (the session keeps it): the image stays unsaved.
+        s = self.sessions.peek(image_id)
+        if s is not None:
+            s.save_failed(token, text)
+        self._entry_changed(image_id)
+        self.problem.emit(image_id, f"Could not save the label of {image_id}: {text}\n"
                           "Your edits are kept in memory; fix the problem and save again.")
 
     def is_dirty(self, image_id: str) -> bool:
-        return self.session is not None and self.session.image_id == image_id and self.session.dirty
+        s = self.sessions.peek(image_id)
+        return s is not None and s.dirty
 
     def unsaved(self) -> bool:
-        return ((self.session is not None and self.session.dirty) or self.saver.busy()
-                or bool(self._failed_saves))
+        return bool(self.sessions.unsaved()) or self.saver.busy()
 
     def failed_saves(self) -> list[str]:
-        return sorted(self._failed_saves)
+        return self.sessions.failed()
 
     def shutdown(self) -> None:
         self.close_project()
         self.saver.shutdown()
+        self.prediction_writer.shutdown()
         self.worker.shutdown()

@@ -48,11 +48,13 @@ class FinetuneController(QObject):
         return cur.id if cur is not None else None
 
     def startup_spec(self, project) -> ModelSpec:
-        """The model a project opens with: its current version, else ImageNet FCN-8s."""
+        """The model a project opens with: its current version, else ImageNet FCN-8s (the
+        controller falls back to an untrained FCN-8s when those weights are not on disk).
+        Always with this project's classes, never another project's model."""
         names = tuple(project.classes.names)
         cur = self.store.current() if self.store is not None else None
         if cur is not None and cur.broken is None:
-            return ModelSpec("version", names, path=str(cur.checkpoint), version=cur.id)
+            return ModelSpec.of_version(cur.id, cur.checkpoint, names, project.models_dir)
         return ModelSpec.imagenet(names)
 
     # -- starting -----------------------------------------------------------------------------
@@ -226,9 +228,8 @@ class FinetuneController(QObject):
             return
         self.store.set_current(v.id)
         p = self.w.controller.project
-        self.w.controller.set_model(ModelSpec("version", tuple(p.classes.names),
-                                              path=str(v.checkpoint), version=v.id),
-                                    refresh_all=True)
+        self.w.controller.set_model(ModelSpec.of_version(v.id, v.checkpoint, p.classes.names,
+                                                         p.models_dir), refresh_all=True)
         self.versionsChanged.emit()
 
     # -- beyond one machine ----------------------------------------------------------------------

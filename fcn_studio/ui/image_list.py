@@ -77,6 +77,7 @@ class ImageListModel(QAbstractListModel):
         self._row_of: dict[str, int] = {}
         self._entries: dict[str, Any] = {}
         self._dirty: set[str] = set()
+        self._notes: dict[str, str] = {}  # a background problem per image (save, prediction)
         self._waiting: dict[str, str] = {}  # thumbnail key -> id, for rows shown so far
         self._text = ""
         self._state = "all"
@@ -90,6 +91,7 @@ class ImageListModel(QAbstractListModel):
         self._all = project.ids if project is not None else ()
         self._entries.clear()
         self._dirty.clear()
+        self._notes.clear()
         self._waiting.clear()
         self.thumbnails.clear()
         self._visible = self._filtered()
@@ -127,6 +129,17 @@ class ImageListModel(QAbstractListModel):
         else:
             self._dirty.discard(image_id)
         self._changed(image_id)
+
+    def set_note(self, image_id: str, text: str | None) -> None:
+        """A problem with this image shown in its tooltip (None: solved)."""
+        if text:
+            self._notes[image_id] = text
+        elif self._notes.pop(image_id, None) is None:
+            return
+        self._changed(image_id)
+
+    def note(self, image_id: str) -> str | None:
+        return self._notes.get(image_id)
 
     def visible_ids(self) -> list[str]:
         return list(self._visible)
@@ -238,6 +251,8 @@ class ImageListModel(QAbstractListModel):
                 lines.append(f"cannot read image: {thumb.error}")
         if entry.id in self._dirty:
             lines.append("unsaved changes")
+        if entry.id in self._notes:
+            lines.append(self._notes[entry.id])
         return "\n".join(lines)
 
     def _on_thumbnail(self, key: str) -> None:
@@ -259,6 +274,7 @@ class ImageListPanel(QWidget):
         self.thumbnails = thumbnails or ThumbnailCache(parent=self)
         self.model = ImageListModel(self.thumbnails, self)
         self._last_emit: tuple[str, QElapsedTimer] | None = None
+        self._selecting = False  # select() moves the highlight without asking to open
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by name")
@@ -305,6 +321,9 @@ class ImageListPanel(QWidget):
         self.order_button.toggled.connect(self._apply_order)
         self.view.clicked.connect(self._activate)
         self.view.activated.connect(self._activate)  # Enter, or double-click
+        # Arrow keys, Home/End, PgUp/PgDn in the list move the current row: open it, so the
+        # highlight and the canvas never disagree.
+        self.view.selectionModel().currentChanged.connect(self._on_current_changed)
         self._update_count()
 
     # -- API for the main window ----------------------------------------------------------
@@ -321,6 +340,10 @@ class ImageListPanel(QWidget):
     def set_dirty(self, image_id: str, dirty: bool) -> None:
         self.model.set_dirty(image_id, dirty)
 
+    def set_note(self, image_id: str, text: str | None) -> None:
+        """A background problem with this image (in its tooltip); None when solved."""
+        self.model.set_note(image_id, text)
+
     def select(self, image_id: str) -> bool:
         """Highlight ``image_id`` and scroll to it, without emitting; False if filtered out."""
         row = self.model.row_of(image_id)
@@ -328,7 +351,11 @@ class ImageListPanel(QWidget):
             self.view.clearSelection()
             return False
         index = self.model.index(row)
-        self.view.setCurrentIndex(index)
+        self._selecting = True
+        try:
+            self.view.setCurrentIndex(index)
+        finally:
+            self._selecting = False
         self.view.scrollTo(index)
         return True
 
@@ -389,6 +416,11 @@ class ImageListPanel(QWidget):
         shown, total = self.model.rowCount(), self.model.total()
         self.count_label.setText(f"{total} images" if shown == total
                                  else f"{shown} of {total} images")
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        # Only a person's move counts: not select(), nor a model reset (filter, project).
+        if not self._selecting and current.isValid():
+            self._activate(current)
 
     def _activate(self, index: QModelIndex) -> None:
         image_id = index.data(ID_ROLE)

@@ -2,9 +2,11 @@
 
 A newer request for the shown image supersedes a stale one that has not started;
 images queued for prediction ahead of time are dropped when a new queue arrives.
-Every result carries its image id and model version, so a late result never
-lands on the wrong image. torch is first imported on this thread, so the window
-appears before the heavy imports finish.
+Every result carries its image id and the loaded model's identity
+(:class:`~fcn_studio.model_spec.ModelId`: a version id or a file's content hash,
+never a file name), so a late result never lands on the wrong image or model.
+torch is first imported on this thread, so the window appears before the heavy
+imports finish.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ..model_spec import ModelSpec
+from ..model_spec import ModelId, ModelSpec
 
 
 @dataclass(frozen=True)
 class InferenceResult:
     image_id: str
-    model_version: str
+    model: ModelId  # the model that made it
     label: np.ndarray  # H x W uint8
     uncertainty: np.ndarray  # H x W float32 in [0, 1]
     seconds: float
@@ -39,10 +41,16 @@ class InferenceResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    version: str
+    id: ModelId
     description: str
     class_names: tuple[str, ...]
     device: str
+    spec: ModelSpec | None = None  # what was asked for
+
+    @property
+    def version(self) -> str:
+        """What a stored prediction records for this model."""
+        return self.id.stored
 
 
 def _build_predictor(spec: ModelSpec, device: str) -> Any:
@@ -72,9 +80,9 @@ class InferenceWorker(QObject):
     """Owns a Predictor on a background thread. Signals arrive on the GUI thread."""
 
     resultReady = Signal(object)  # InferenceResult
-    predictionFailed = Signal(str, str, str)  # image_id, model_version, message
+    predictionFailed = Signal(str, str, str)  # image_id, model id (stored form), message
     modelReady = Signal(object)  # ModelInfo
-    modelFailed = Signal(str, str)  # version, message (the previous model keeps working)
+    modelFailed = Signal(object, str)  # ModelSpec, message (the previous model keeps working)
     statusChanged = Signal(str)  # what the model is doing now; "" when idle
 
     def __init__(self, device: str = "auto", parent: QObject | None = None) -> None:
@@ -86,7 +94,7 @@ class InferenceWorker(QObject):
         self._ahead: deque[tuple[str, Path]] = deque()
         self._stop = False
         self._predictor: Any = None
-        self._version = ""
+        self._model_id: ModelId | None = None
         self._thread = threading.Thread(target=self._loop, name="fcn-inference", daemon=True)
         self._started = False
 
@@ -132,8 +140,8 @@ class InferenceWorker(QObject):
             self._ahead.clear()
 
     @property
-    def model_version(self) -> str:
-        return self._version
+    def model_id(self) -> ModelId | None:
+        return self._model_id
 
     def is_idle(self) -> bool:
         with self._cond:
@@ -167,7 +175,8 @@ class InferenceWorker(QObject):
                     self._predict(*payload, ahead=kind == "ahead")
             except Exception:  # never let the thread die: report and carry on
                 self.statusChanged.emit("")
-                self.predictionFailed.emit("", self._version, traceback.format_exc(limit=3))
+                self.predictionFailed.emit("", str(self._model_id or ""),
+                                           traceback.format_exc(limit=3))
 
     def _load(self, spec: ModelSpec) -> None:
         self.statusChanged.emit(f"loading model: {spec.description}")
@@ -175,14 +184,15 @@ class InferenceWorker(QObject):
             with self._cond:
                 device = self._device
             predictor = _build_predictor(spec, device)
+            model_id = spec.identity()  # a file's content hash: read here, off the GUI
         except Exception as exc:  # FCNError, OSError, bad files: the old model stays
             self.statusChanged.emit("")
-            self.modelFailed.emit(spec.version, str(exc) or type(exc).__name__)
+            self.modelFailed.emit(spec, str(exc) or type(exc).__name__)
             return
-        self._predictor, self._version = predictor, spec.version
+        self._predictor, self._model_id = predictor, model_id
         self.statusChanged.emit("")
-        self.modelReady.emit(ModelInfo(spec.version, spec.description,
-                                       tuple(predictor.class_names), str(predictor.device)))
+        self.modelReady.emit(ModelInfo(model_id, spec.description, tuple(predictor.class_names),
+                                       str(predictor.device), spec))
 
     def _predict(self, image_id: str, path: Path, ahead: bool) -> None:
         from training.errors import FCNError
@@ -195,8 +205,9 @@ class InferenceWorker(QObject):
             pred = self._predictor.predict(image, uncertainty="entropy")
         except (FCNError, OSError, RuntimeError, ValueError) as exc:
             self.statusChanged.emit("")
-            self.predictionFailed.emit(image_id, self._version, str(exc))
+            self.predictionFailed.emit(image_id, str(self._model_id or ""), str(exc))
             return
         self.statusChanged.emit("")
-        self.resultReady.emit(InferenceResult(image_id, self._version, pred.label,
+        assert self._model_id is not None  # set with the predictor
+        self.resultReady.emit(InferenceResult(image_id, self._model_id, pred.label,
                                               pred.uncertainty, time.perf_counter() - t0, ahead))

@@ -119,8 +119,8 @@ class MainWindow(QMainWindow):
             "toggle_overlay": self._set_overlay_visible,
             "outline": self._set_outline,
             "uncertainty": self._set_uncertainty_visible,
-            "prev": lambda: self._go(c.neighbour(-1)),
-            "next": lambda: self._go(c.neighbour(+1)),
+            "prev": lambda: self.ops.step(-1),
+            "next": lambda: self.ops.step(+1),
             "next_uncertain": self._next_uncertain,
             "predict": lambda: c.request_prediction(force=True),
             "model_imagenet": self.ops.use_imagenet_model,
@@ -162,8 +162,13 @@ class MainWindow(QMainWindow):
         self.worker_label = QLabel("")
         self.cursor_label = QLabel("")
         self.zoom_label = QLabel("")
+        # The last background problem (a prediction, save or model load that failed):
+        # shown here and in the image list, never in a modal box that stops the work.
+        self.alert_label = QLabel("")
+        self.alert_label.setStyleSheet("color: #b00020;")
         bar = self.statusBar()
         bar.addWidget(self.worker_label, 1)
+        bar.addPermanentWidget(self.alert_label)
         bar.addPermanentWidget(self.cursor_label)
         bar.addPermanentWidget(self.zoom_label)
         bar.addPermanentWidget(self.model_label)
@@ -175,14 +180,14 @@ class MainWindow(QMainWindow):
         c.entryChanged.connect(self._on_entry)
         c.predictionShown.connect(self._on_prediction)
         c.modelChanged.connect(self._on_model)
-        c.message.connect(self._show_message)
+        c.problem.connect(self._on_problem)
         c.status.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.worker.statusChanged.connect(self.worker_label.setText)
         cv.cursorInfo.connect(self._on_cursor)
         cv.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
         cv.classPicked.connect(self.class_panel.set_current)
         cv.labelEdited.connect(lambda _box: self._update_title())
-        self.image_list.imageActivated.connect(self._go)
+        self.image_list.imageActivated.connect(self.ops.open_from_list)
         self.image_list.orderChanged.connect(
             lambda: self.controller.set_order(self.image_list.visible_ids()))
         cp = self.class_panel
@@ -244,7 +249,7 @@ class MainWindow(QMainWindow):
         if session is None:
             self.canvas.clear()
         else:
-            self.canvas.set_image(session.rgb, session.label, session.stack)
+            self.canvas.set_image(session.image, session)
             self.canvas.set_uncertainty(session.uncertainty)
             self.image_list.select(session.image_id)
             self.actions_["undo"].setEnabled(True)
@@ -253,6 +258,9 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_entry(self, image_id: str) -> None:
         self.image_list.set_dirty(image_id, self.controller.is_dirty(image_id))
+        s = self.controller.sessions.peek(image_id)
+        if s is not None and s.failure is None and s.state.value in ("saved", "saving"):
+            self.image_list.set_note(image_id, None)  # a problem it had is solved
         self.image_list.refresh_entry(image_id)
         self._update_title()
         p = self.controller.project
@@ -290,6 +298,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_model(self, info: ModelInfo) -> None:
+        self.alert_label.clear()
+        self.alert_label.setToolTip("")
         self.model_label.setText(f"Model: {info.description} ({info.device})")
         self.model_label.setToolTip(f"version {info.version}\nclasses: {', '.join(info.class_names)}")
 
@@ -339,7 +349,7 @@ class MainWindow(QMainWindow):
         if s is None or s.prediction is None:
             self._show_message("info", "There is no prediction for this image yet.")
             return
-        self.canvas.replace_label(s.prediction, "Use prediction")
+        self.canvas.replace_label(s.prediction.label, "Use prediction")
 
     def _clear_label(self) -> None:
         s = self.controller.session
@@ -369,6 +379,16 @@ class MainWindow(QMainWindow):
         self.cursor_label.setText(f"x {x}  y {y}  {name} ({class_id})")
 
     # -- messages, drag and drop, close --------------------------------------------------------
+    def _on_problem(self, image_id: str, text: str) -> None:
+        """A background problem: in the status bar (last one kept with its full text) and,
+        for one image, in the image list; the person keeps working."""
+        first = text.strip().splitlines()[0] if text.strip() else text
+        self.alert_label.setText(first if len(first) <= 90 else first[:87] + "…")
+        self.alert_label.setToolTip(text)
+        self.statusBar().showMessage(first, 10_000)
+        if image_id:
+            self.image_list.set_note(image_id, text)
+
     def _show_message(self, level: str, text: str) -> None:
         box = {"info": QMessageBox.information, "warning": QMessageBox.warning,
                "error": QMessageBox.critical}[level]

@@ -78,9 +78,10 @@ class ProjectOps:
         self.c.set_project(project)
         self.w.settings.add_recent(project.root)
         self.c.set_model(model or self.w.finetune.startup_spec(project))
-        first = self.w.image_list.visible_ids()
-        if first:
-            self.show_image(first[0])
+        # The first image that can be read (unreadable ones are marked in the list).
+        for image_id in self.w.image_list.visible_ids():
+            if self.show_image(image_id):
+                break
         return True
 
     def _offer_create(self, folder: Path, reason: str) -> bool:
@@ -168,10 +169,8 @@ class ProjectOps:
             if skipped:
                 self._error("Not added:\n" + "\n".join(f"{p.name}: {why}" for p, why in skipped))
             if added:
-                model = self.c.model
-                self.c.set_project(project)
-                if model is not None:
-                    self.c.model = model  # the worker keeps its model; no reload needed
+                # The same project with more images: the worker keeps its model.
+                self.c.set_project(project, keep_model=True)
                 self.show_image(added[0])
 
     def export_dialog(self) -> None:
@@ -194,13 +193,34 @@ class ProjectOps:
                                 f"Exported {len(ids)} labelled images to {dest}.")
 
     # -- images -----------------------------------------------------------------------------
-    def show_image(self, image_id: str) -> None:
+    def show_image(self, image_id: str) -> bool:
+        """Show ``image_id``; False when it cannot be read (the list says why). A saved
+        label that does not fit its image is asked about (True: handled)."""
         from training.errors import LabelError
 
         try:
-            self.c.show_image(image_id)
+            shown = self.c.show_image(image_id)
         except LabelError as exc:
             self._label_mismatch(image_id, exc)
+            shown = True
+        self._sync_list()
+        return shown
+
+    def step(self, step: int) -> None:
+        """PgDn / PgUp: the next (previous) image that can be read, in the list's order."""
+        for image_id in self.c.neighbours(step):
+            if self.show_image(image_id):
+                return
+
+    def open_from_list(self, image_id: str) -> None:
+        """A click, Enter or an arrow key in the image list."""
+        self.show_image(image_id)
+
+    def _sync_list(self) -> None:
+        # The list highlights the image on the canvas, also when a switch was refused.
+        s = self.c.session
+        if s is not None:
+            self.w.image_list.select(s.image_id)
 
     def _label_mismatch(self, image_id: str, exc: Exception) -> None:
         choice = self._ask(

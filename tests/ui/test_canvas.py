@@ -5,18 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QKeyEvent, QMouseEvent, QUndoStack, QWheelEvent
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from fcn_studio.editing import PaintPolicy, Stroke, fill_polygon
 from fcn_studio.history import HistoryBudget
+from fcn_studio.session import LabelSession
 from fcn_studio.ui import overlay
 from fcn_studio.ui.canvas import Canvas
-from fcn_studio.ui.undo import EditCommand, configure_undo_stack
 from tests.ui.mouse import LEFT, NOB, NOMOD, click, drag, key, send_mouse
 from training.palette import voc_colormap
 
 H, W = 60, 80
+
+
+def opened(label: np.ndarray, budget: HistoryBudget | None = None) -> LabelSession:
+    """A session holding ``label``, as the controller opens one."""
+    s = LabelSession("test", budget)
+    s.open(label, has_saved_label=False)
+    return s
 
 
 @pytest.fixture
@@ -29,9 +36,7 @@ def canvas(qtbot) -> Canvas:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     label = np.zeros((H, W), dtype=np.uint8)
-    stack = QUndoStack(c)
-    configure_undo_stack(stack)
-    c.set_image(rgb, label, stack)
+    c.set_image(rgb, opened(label))
     c.set_zoom(4.0)
     return c
 
@@ -74,7 +79,7 @@ def test_stroke_matches_core_and_is_one_command(canvas, qtbot):
     with qtbot.waitSignal(canvas.labelEdited) as edited:
         drag(canvas, path)
     np.testing.assert_array_equal(canvas.label(), expected_stroke(before, path, 5, 3))
-    assert canvas.undo_stack().count() == 1
+    assert len(canvas.session().history) == 1
     y0, x0, y1, x1 = edited.args[0]
     changed = np.argwhere(canvas.label() != before)
     assert (y0, x0) == tuple(changed.min(0)) and (y1 - 1, x1 - 1) == tuple(changed.max(0))
@@ -91,7 +96,7 @@ def test_undo_restores_exactly_and_redo_reapplies(canvas, qtbot):
     drag(canvas, [(5.5, 30.5), (75.5, 30.5)])
     painted = canvas.label().copy()
     assert (painted[28:33, 20:60] == 2).all()
-    stack = canvas.undo_stack()
+    stack = canvas.session()
     with qtbot.waitSignal(canvas.labelEdited):
         stack.undo()
     np.testing.assert_array_equal(canvas.label(), original)  # 7 comes back, not 2 or 0
@@ -121,10 +126,10 @@ class CountingDelta:
 def test_push_does_not_apply_a_live_edit_twice(canvas, qtbot):
     delta = CountingDelta()
     with qtbot.waitSignal(canvas.labelEdited) as edited:
-        canvas.undo_stack().push(EditCommand(canvas, canvas.label(), delta, "x"))
+        canvas.push_edit(delta, "x")
     assert delta.redos == 0 and edited.args == [(1, 2, 3, 4)]
-    canvas.undo_stack().undo()
-    canvas.undo_stack().redo()
+    canvas.session().undo()
+    canvas.session().redo()
     assert (delta.undos, delta.redos) == (1, 1)
 
 
@@ -136,8 +141,8 @@ def test_fill(canvas):
     canvas.set_class(6)
     click(canvas, 5.5, 30.5)
     assert (label[30:, :] == 6).all() and (label[:10, :] == 0).all() and (label[10:20] == 4).all()
-    assert canvas.undo_stack().count() == 1
-    canvas.undo_stack().undo()
+    assert len(canvas.session().history) == 1
+    canvas.session().undo()
     assert (label[20:, :] == 0).all()
 
 
@@ -153,7 +158,7 @@ def test_polygon_clicks_and_enter(canvas):
     expected = np.zeros((H, W), np.uint8)
     fill_polygon(expected, pts, 9)
     np.testing.assert_array_equal(canvas.label(), expected)
-    assert canvas.undo_stack().count() == 1
+    assert len(canvas.session().history) == 1
     assert canvas.tool_object().points == []
 
 
@@ -180,7 +185,7 @@ def test_polygon_closes_on_first_vertex(canvas):
     canvas.set_tool("polygon")
     for p in [(5.0, 5.0), (30.0, 5.0), (30.0, 30.0), (5.2, 5.1)]:
         click(canvas, *p)
-    assert canvas.undo_stack().count() == 1 and canvas.tool_object().points == []
+    assert len(canvas.session().history) == 1 and canvas.tool_object().points == []
 
 
 def test_eyedropper_emits_class(canvas, qtbot):
@@ -189,7 +194,7 @@ def test_eyedropper_emits_class(canvas, qtbot):
     with qtbot.waitSignal(canvas.classPicked) as picked:
         click(canvas, 44.5, 33.5)
     assert picked.args == [12] and canvas.class_value() == 12
-    assert canvas.undo_stack().count() == 0
+    assert len(canvas.session().history) == 0
 
 
 def test_locked_class_is_not_painted(canvas):
@@ -213,7 +218,7 @@ def test_eraser_and_void_brush(canvas):
     canvas.set_tool("void")
     drag(canvas, [(2.5, 1.5)])
     assert canvas.label()[1, 1] == 0 and canvas.label()[1, 2] == 255
-    assert canvas.undo_stack().count() == 2
+    assert len(canvas.session().history) == 2
 
 
 def test_escape_cancels_stroke_and_shift_click_draws_line(canvas):
@@ -222,42 +227,41 @@ def test_escape_cancels_stroke_and_shift_click_draws_line(canvas):
     send_mouse(canvas, QEvent.Type.MouseMove, 15.5, 5.5, button=NOB, buttons=LEFT)
     key(canvas, Qt.Key.Key_Escape)
     send_mouse(canvas, QEvent.Type.MouseButtonRelease, 15.5, 5.5)
-    assert canvas.label().max() == 0 and canvas.undo_stack().count() == 0
+    assert canvas.label().max() == 0 and len(canvas.session().history) == 0
     click(canvas, 5.5, 40.5)
     click(canvas, 25.5, 40.5, modifiers=Qt.KeyboardModifier.ShiftModifier)
-    assert (canvas.label()[40, 5:26] == 1).all() and canvas.undo_stack().count() == 2
+    assert (canvas.label()[40, 5:26] == 1).all() and len(canvas.session().history) == 2
 
 
 def test_hundred_fifty_strokes_all_undoable(canvas):
-    stack = canvas.undo_stack()
-    assert stack.undoLimit() >= 100
+    stack = canvas.session()
+    assert stack.history.budget.max_steps >= 100
     original = canvas.label().copy()
     canvas.set_brush_radius(1.5)
     for i in range(150):
         canvas.set_class(1 + i % 20)
         drag(canvas, [(2.5 + (i % 75), 2.5), (2.5 + (i * 7) % 75, 55.5)])
-    assert stack.count() == 150
+    assert len(stack.history) == 150
     for _ in range(150):
         stack.undo()
-    assert not stack.canUndo()
+    assert not stack.history.can_undo()
     np.testing.assert_array_equal(canvas.label(), original)
 
 
 def test_byte_budget_drops_oldest_steps(canvas):
-    stack = QUndoStack(canvas)
-    budget = configure_undo_stack(stack, HistoryBudget(max_bytes=3000, max_steps=100))
-    canvas.set_image(np.zeros((H, W, 3), np.uint8), canvas.label(), stack)
+    stack = opened(canvas.label(), HistoryBudget(max_bytes=3000, max_steps=100))
+    canvas.set_image(np.zeros((H, W, 3), np.uint8), stack)
     canvas.set_brush_radius(6)
     for i in range(8):
         drag(canvas, [(5.5 + 9 * i, 5.5), (5.5 + 9 * i, 50.5)])
-    assert sum(budget.sizes()) <= 3000
+    assert stack.history.nbytes <= 3000
     after = canvas.label().copy()
-    while stack.canUndo():
+    while stack.history.can_undo():
         stack.undo()
     # Dropped steps stay in the label; the kept ones were undone.
     assert (canvas.label()[:, :10] != 0).any() and (canvas.label()[:, 70:] == 0).all()
-    assert stack.count() < 8
-    while stack.canRedo():
+    assert len(stack.history) < 8
+    while stack.history.can_redo():
         stack.redo()
     np.testing.assert_array_equal(canvas.label(), after)
 
@@ -270,7 +274,7 @@ def test_replace_label_is_one_undoable_step(canvas, qtbot):
     assert edited.args == [(0, 0, H, W)]
     np.testing.assert_array_equal(canvas.label(), prediction)
     np.testing.assert_array_equal(canvas.overlay_buffer(), full_overlay(canvas))
-    canvas.undo_stack().undo()
+    canvas.session().undo()
     assert canvas.label().max() == 0
     assert not canvas.replace_label(canvas.label().copy())  # no change: no step
 
@@ -377,7 +381,7 @@ def test_middle_drag_pans(canvas):
         Qt.MouseButton.MiddleButton, NOMOD))
     send_mouse(canvas, QEvent.Type.MouseButtonRelease, 10, 10, button=Qt.MouseButton.MiddleButton)
     assert canvas.image_to_widget(0, 0) - before == QPointF(30, -20)
-    assert canvas.label().max() == 0 and canvas.undo_stack().count() == 0
+    assert canvas.label().max() == 0 and len(canvas.session().history) == 0
 
 
 def test_crisp_pixels_when_zoomed_in(canvas):
@@ -392,9 +396,9 @@ def test_crisp_pixels_when_zoomed_in(canvas):
 
 def test_same_size_image_keeps_view_new_size_fits(canvas):
     canvas.set_zoom(6.0)
-    canvas.set_image(np.zeros((H, W, 3), np.uint8), np.zeros((H, W), np.uint8), QUndoStack())
+    canvas.set_image(np.zeros((H, W, 3), np.uint8), opened(np.zeros((H, W), np.uint8)))
     assert canvas.zoom() == pytest.approx(6.0)
-    canvas.set_image(np.zeros((30, 20, 3), np.uint8), np.zeros((30, 20), np.uint8), QUndoStack())
+    canvas.set_image(np.zeros((30, 20, 3), np.uint8), opened(np.zeros((30, 20), np.uint8)))
     assert canvas.zoom() == pytest.approx(10.0)  # fitted: 300 / 30
 
 
@@ -419,8 +423,8 @@ def test_tool_switch_commits_live_stroke_and_clear(canvas):
     send_mouse(canvas, QEvent.Type.MouseButtonPress, 5.5, 5.5)
     send_mouse(canvas, QEvent.Type.MouseMove, 9.5, 5.5, button=NOB, buttons=LEFT)
     canvas.set_tool("fill")
-    assert canvas.undo_stack().count() == 1
-    canvas.undo_stack().undo()
+    assert len(canvas.session().history) == 1
+    canvas.session().undo()
     assert canvas.label().max() == 0
     with pytest.raises(ValueError):
         canvas.set_tool("lasso")
@@ -436,7 +440,7 @@ def test_space_drag_pans_without_painting(canvas):
     drag(canvas, [(10.0, 10.0), (15.0, 12.0)])  # 5 x 2 image px = 20 x 8 widget px at zoom 4
     QApplication.sendEvent(canvas, QKeyEvent(QEvent.Type.KeyRelease, Qt.Key.Key_Space, NOMOD, " "))
     assert canvas.image_to_widget(0, 0) - before == QPointF(20, 8)
-    assert canvas.label().max() == 0 and canvas.undo_stack().count() == 0
+    assert canvas.label().max() == 0 and len(canvas.session().history) == 0
     drag(canvas, [(10.5, 10.5)])  # Space released: the brush paints again
     assert canvas.label().max() == 1
 
@@ -461,11 +465,11 @@ def test_panned_screen_equals_a_full_repaint(canvas, qtbot):
 
 
 def test_undo_of_a_previous_image_edits_only_that_label(canvas):
-    label_a, stack_a = canvas.label(), canvas.undo_stack()
+    label_a, stack_a = canvas.label(), canvas.session()
     canvas.set_brush_radius(2)
     drag(canvas, [(10.5, 10.5), (40.5, 20.5)])
     label_b = np.full((H, W), 2, np.uint8)
-    canvas.set_image(np.zeros((H, W, 3), np.uint8), label_b, QUndoStack())
+    canvas.set_image(np.zeros((H, W, 3), np.uint8), opened(label_b))
     overlay_b = canvas.overlay_buffer().copy()
     edited: list[tuple] = []
     canvas.labelEdited.connect(edited.append)
@@ -502,4 +506,4 @@ def test_undo_mid_gesture(canvas):
     for p in [(5.0, 5.0), (30.0, 5.0), (30.0, 30.0)]:
         click(canvas, *p)
     canvas.undo()
-    assert len(canvas.tool_object().points) == 2 and canvas.undo_stack().index() == 2
+    assert len(canvas.tool_object().points) == 2 and canvas.session().history.index == 2

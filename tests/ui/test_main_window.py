@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_studio.model_spec import ModelSpec
+from fcn_studio.model_spec import ModelId, ModelSpec
 from fcn_studio.ui.inference import InferenceResult
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES, write_voc
@@ -69,10 +69,12 @@ def test_new_image_starts_from_the_models_prediction(qtbot, window: MainWindow, 
     s = window.controller.session
     expected = Predictor.load(model_file, "cpu").predict(
         read_image(project / "JPEGImages" / "img002.png")).label
-    np.testing.assert_array_equal(s.prediction, expected)
+    np.testing.assert_array_equal(s.prediction.label, expected)
     np.testing.assert_array_equal(s.label, expected)  # the starting label
     assert not s.dirty  # a prediction is not a correction
+    window.controller.prediction_writer.wait()  # stored off the GUI thread
     assert (project / ".fcn_studio" / "predictions" / "img002.png").is_file()
+    assert (project / ".fcn_studio" / "uncertainty" / "img002.png").is_file()
     assert window.controller.project.entry("img002").state == "predicted"
     assert not (project / "SegmentationClass" / "img002.png").exists()
 
@@ -131,22 +133,23 @@ def test_stale_and_foreign_results_are_ignored(qtbot, window: MainWindow) -> Non
     shown = s.label.copy()
     other = np.full(shown.shape, 2, np.uint8)
     unc = np.zeros(shown.shape, np.float32)
-    version = window.controller.model.version
+    model = window.controller.model.id
     # A late result for another image: stored for that image, not shown here.
-    window.controller._on_result(InferenceResult("img002", version, other, unc, 0.1, True))
+    window.controller._on_result(InferenceResult("img002", model, other, unc, 0.1, True))
     np.testing.assert_array_equal(s.label, shown)
-    # A result from a model no longer in use: dropped.
-    window.controller._on_result(InferenceResult("img003", "old-model", other, unc, 0.1, False))
+    # A result from a model no longer in use (same file name, other bytes): dropped.
+    old = ModelId("file", "0" * 64)
+    window.controller._on_result(InferenceResult("img003", old, other, unc, 0.1, False))
     np.testing.assert_array_equal(s.label, shown)
-    assert not (s.prediction == 2).all()
+    assert not (s.prediction.label == 2).all()
 
 
 def test_unreadable_image_is_marked_not_fatal(qtbot, window: MainWindow, project: Path,
                                               messages: list[str]) -> None:
     (project / "JPEGImages" / "img003.png").write_bytes(b"\x89PNG broken")
-    window.ops.show_image("img003")
-    qtbot.waitUntil(lambda: bool(messages))
-    assert "img003" in messages[-1]
+    window.controller._cache.forget("img003")  # noqa: SLF001 - as if never decoded
+    assert not window.ops.show_image("img003")
+    assert "img003" in window.alert_label.toolTip() and messages == []
     assert window.controller.project.entry("img003").error
     assert window.controller.session.image_id == "img000"  # still on the previous image
 
@@ -165,7 +168,9 @@ def test_save_error_keeps_the_edit(qtbot, window: MainWindow, monkeypatch,
     edited = s.label.copy()
     window.actions_["save"].trigger()
     window.controller.saver.wait()
-    qtbot.waitUntil(lambda: any("Permission denied" in m for m in messages))
+    qtbot.waitUntil(lambda: "Permission denied" in window.alert_label.toolTip())
+    assert messages == []  # said in the status bar and the list, not in a modal box
+    assert "Permission denied" in window.image_list.model.note("img000")
     assert s.dirty  # still marked unsaved
     window.actions_["next"].trigger()  # the save fails again on the switch
     window.controller.saver.wait()
@@ -182,12 +187,18 @@ def test_a_model_that_fails_to_load_leaves_the_previous_one(qtbot, window: MainW
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
     with qtbot.waitSignal(window.worker.modelFailed, timeout=60_000):
         window.controller.set_model(ModelSpec.file(bad, CLASS_NAMES))
-    qtbot.waitUntil(lambda: any("broken.pt" in m for m in messages))
+    text = window.alert_label.toolTip()
+    assert "broken.pt" in text and "stays in use" in text and messages == []
     assert window.controller.model is before
-    assert "stays in use" in messages[-1]
-    # ...and it still predicts.
+    # ...and it still predicts. Whether img002 was predicted ahead of time already or
+    # not, its prediction ends up from that model; Ctrl+R then predicts it once more.
+    window.ops.show_image("img002")
+    s = window.controller.session
+    qtbot.waitUntil(lambda: s.prediction is not None and s.prediction.model == before.id,
+                    timeout=60_000)
     with qtbot.waitSignal(window.controller.predictionShown, timeout=60_000):
-        window.ops.show_image("img002")
+        window.actions_["predict"].trigger()
+    assert s.prediction.model == before.id
 
 
 def test_device_menu_reloads_the_model_on_the_chosen_device(qtbot, window: MainWindow,
