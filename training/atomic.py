@@ -38,10 +38,27 @@ only a writer stopped for an hour mid-save (Ctrl+Z) could lose its temp file, an
 its save then fails cleanly at ``os.replace``, never tearing the target."""
 
 
+def _umask_from_proc() -> int | None:
+    """The umask as Linux (4.7 and newer) reports it in /proc/self/status, or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _read_umask_once() -> int:
     # os.umask both sets and returns, and the umask is process-wide: flipping it
-    # while another thread creates a file would give that file the wrong mode.
-    # This runs once, at import, before any writer of this module exists.
+    # while another thread creates a file would give that file the wrong mode. So
+    # it is flipped only where /proc cannot tell, and only once, at import.
+    proc = _umask_from_proc()
+    if proc is not None:
+        return proc
     old = os.umask(0o022)
     os.umask(old)
     return old
@@ -53,20 +70,13 @@ _UMASK_AT_IMPORT = _read_umask_once()
 def current_umask() -> int:
     """The process umask, read without changing it.
 
-    Linux (4.7 and newer) reports it in ``/proc/self/status``, which is thread-safe
-    and follows later ``os.umask`` calls. Elsewhere the value read once at import
-    is used: the umask of a desktop app or a training run is set by its launcher
-    and does not change while it runs.
+    On Linux from ``/proc/self/status``, which is thread-safe and follows later
+    ``os.umask`` calls. Elsewhere the value read once at import is used: the umask
+    of a desktop app or a training run is set by its launcher and does not change
+    while it runs.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-                for line in f:
-                    if line.startswith("Umask:"):
-                        return int(line.split()[1], 8)
-        except (OSError, ValueError, IndexError):
-            pass
-    return _UMASK_AT_IMPORT
+    proc = _umask_from_proc()
+    return _UMASK_AT_IMPORT if proc is None else proc
 
 
 def new_file_mode(path: str | Path) -> int:
