@@ -298,8 +298,6 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_model(self, info: ModelInfo) -> None:
-        self.alert_label.clear()
-        self.alert_label.setToolTip("")
         self.model_label.setText(f"Model: {info.description} ({info.device})")
         self.model_label.setToolTip(f"version {info.version}\nclasses: {', '.join(info.class_names)}")
 

@@ -194,3 +194,21 @@ def test_arrow_keys_in_the_image_list_open_the_image(qtbot, window: MainWindow) 
     assert window.controller.session.image_id == "img002"
     QTest.keyClick(view, Qt.Key.Key_Up)
     assert window.controller.session.image_id == "img001"
+
+
+def test_a_model_with_other_classes_never_predicts_in_the_project(
+        qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings,
+        no_imagenet) -> None:
+    root = tmp_path / "four"
+    write_voc(root, n=2, n_val=1)
+    names = [*CLASS_NAMES, "extra"]
+    (root / "class_names.txt").write_text("\n".join(names) + "\n")
+    w = _window(qtbot, isolated_settings)
+    # Asked for the 3-class file: refused, then the project's own chain (no ImageNet
+    # weights on disk here) ends at an untrained FCN-8s with the project's 4 classes.
+    assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
+    qtbot.waitUntil(lambda: w.controller.model is not None, timeout=60_000)
+    assert list(w.controller.model.class_names) == names
+    assert w.controller.model.id.kind == "untrained"
+    assert "untrained" in w.alert_label.toolTip()  # why it is not the model asked for
+    assert messages == []
