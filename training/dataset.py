@@ -71,8 +71,12 @@ class SegmentationDataset(Dataset[tuple[Tensor, Tensor]]):
         return f"SegmentationDataset({str(self.root)!r}, {what}, num_classes={self.num_classes})"
 
 
+PAD_MULTIPLE = 32  # the FCN's total stride: a padded batch needs no further padding
+
+
 def collate_padded(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """Stack images of different sizes, padding bottom/right to the largest H and W.
+    """Stack images of different sizes, padding bottom/right to the largest H and W
+    rounded up to a multiple of 32 (equal sizes are stacked as they are).
 
     Padding is 0 in the images and 255 (void) in the labels, so it adds nothing
     to the loss or the metrics.
@@ -83,8 +87,8 @@ def collate_padded(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tens
     labels = [b[1] for b in batch]
     if all(im.shape == images[0].shape for im in images):
         return torch.stack(images), torch.stack(labels)
-    h = max(im.shape[-2] for im in images)
-    w = max(im.shape[-1] for im in images)
+    h = -(-max(im.shape[-2] for im in images) // PAD_MULTIPLE) * PAD_MULTIPLE
+    w = -(-max(im.shape[-1] for im in images) // PAD_MULTIPLE) * PAD_MULTIPLE
     out_img = images[0].new_zeros((len(batch), images[0].shape[0], h, w))
     out_lab = labels[0].new_full((len(batch), h, w), VOID)
     for k, (im, lab) in enumerate(zip(images, labels, strict=True)):

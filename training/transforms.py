@@ -21,8 +21,6 @@ from torch import Tensor
 from torchvision.transforms.v2 import ColorJitter, InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from .palette import VOID
-
 PairTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
@@ -35,21 +33,15 @@ def _randint(lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, ()))
 
 
-def _paste(region: Tensor, top: int, left: int, height: int, width: int, fill: int) -> Tensor:
-    """A ``height x width`` canvas of ``fill`` with ``region`` placed at (top, left)."""
-    out = region.new_full((*region.shape[:-2], height, width), fill)
-    rh, rw = region.shape[-2:]
-    out[..., top : top + rh, left : left + rw] = region
-    return out
-
-
 class RandomScaleCrop:
-    """Scale by a random factor, then take a random ``crop_size`` window.
+    """Scale by a random factor, then take a random window of at most ``crop_size``.
 
-    Where the scaled image is smaller than the crop, the window reaches past it
-    and the rest is filled with 0 (image) and 255 (label, void), with the image
-    placed at a random offset. Only the source region under the window is
-    resized, so a 2x zoom of a 12 MP photo costs a crop-sized resize, not 48 MP.
+    The window never reaches past the scaled image: where the scaled image is
+    smaller than the crop, the window is the whole image on that side, so no
+    pixel of compute is spent on padding (on small frames a fixed 320 crop was
+    90 % void). Batches of unequal windows are padded together by
+    ``collate_padded``. Only the source region under the window is resized, so a
+    2x zoom of a 12 MP photo costs a crop-sized resize, not 48 MP.
     """
 
     def __init__(self, crop_size: int | tuple[int, int],
@@ -65,29 +57,22 @@ class RandomScaleCrop:
 
     def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         h, w = label.shape[-2:]
-        ch, cw = self.crop
         s = _uniform(*self.scale_range)
         sh, sw = max(1, round(h * s)), max(1, round(w * s))
-        # Window origin in scaled coordinates; negative means padding before the image.
-        top = _randint(min(0, sh - ch), max(0, sh - ch))
-        left = _randint(min(0, sw - cw), max(0, sw - cw))
-        y0, y1 = max(top, 0), min(top + ch, sh)
-        x0, x1 = max(left, 0), min(left + cw, sw)
-        # The source rectangle that maps onto scaled [y0, y1) x [x0, x1).
+        ch, cw = min(self.crop[0], sh), min(self.crop[1], sw)
+        top, left = _randint(0, sh - ch), _randint(0, sw - cw)  # window in scaled coordinates
+        # The source rectangle that maps onto scaled [top, top+ch) x [left, left+cw).
         fy, fx = h / sh, w / sw
-        sy0, sx0 = int(y0 * fy), int(x0 * fx)
-        sy1 = min(h, max(sy0 + 1, round(y1 * fy)))
-        sx1 = min(w, max(sx0 + 1, round(x1 * fx)))
-        out_size = [y1 - y0, x1 - x0]
+        sy0, sx0 = int(top * fy), int(left * fx)
+        sy1 = min(h, max(sy0 + 1, round((top + ch) * fy)))
+        sx1 = min(w, max(sx0 + 1, round((left + cw) * fx)))
+        out_size = [ch, cw]
         img = F.resized_crop(image, sy0, sx0, sy1 - sy0, sx1 - sx0, out_size,
                              interpolation=InterpolationMode.BILINEAR, antialias=True)
         # NEAREST_EXACT samples pixel centres as bilinear does, so labels stay on the
         # image content rather than shifting by half a pixel.
         lab = F.resized_crop(label.unsqueeze(0), sy0, sx0, sy1 - sy0, sx1 - sx0, out_size,
                              interpolation=InterpolationMode.NEAREST_EXACT).squeeze(0)
-        if out_size != [ch, cw]:
-            img = _paste(img, y0 - top, x0 - left, ch, cw, 0)
-            lab = _paste(lab, y0 - top, x0 - left, ch, cw, VOID)
         return img, lab
 
 
@@ -129,7 +114,7 @@ class Identity:
 def train_transform(crop_size: int | tuple[int, int],
                     scale_range: tuple[float, float] = (0.5, 2.0), hflip: bool = True,
                     color_jitter: bool = True) -> PairTransform:
-    """Random scale + crop (padded with 0 / void), horizontal flip, colour jitter."""
+    """Random scale + crop (at most the scaled image), horizontal flip, colour jitter."""
     steps: list[PairTransform] = [RandomScaleCrop(crop_size, scale_range)]
     if hflip:
         steps.append(RandomHorizontalFlip())
