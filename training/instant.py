@@ -44,6 +44,7 @@ from .predict import Prediction, Predictor
 
 DEFAULT_TIME_BUDGET = 1.5  # seconds per learn(); the person is about to look at the next image
 DEFAULT_PASSES = 20  # passes over the saved images when time allows
+MIN_STEPS = 50  # with few saved images, more passes: one pass over 1 image teaches little
 MAX_ROLLBACK = 20
 PRECONVERT_BYTES = 512 << 20  # fp32 copies of the batches held for one learn() at most
 
@@ -138,7 +139,7 @@ class InstantLearner:
     def __init__(self, predictor: Predictor, cache: FeatureCache | None = None, *,
                  backbone_id: str | None = None, lr: float = 1e-3,
                  time_budget: float = DEFAULT_TIME_BUDGET, max_passes: int = DEFAULT_PASSES,
-                 batch_size: int = 8, seed: int = 0) -> None:
+                 min_steps: int = MIN_STEPS, batch_size: int = 8, seed: int = 0) -> None:
         if not lr > 0 or not time_budget > 0 or max_passes < 1 or batch_size < 1:
             raise ValueError("lr and time_budget must be positive, max_passes and batch_size >= 1")
         self.predictor = predictor
@@ -146,6 +147,7 @@ class InstantLearner:
         self.lr = lr
         self.time_budget = time_budget
         self.max_passes = max_passes
+        self.min_steps = min_steps
         self.batch_size = batch_size
         self._rng = random.Random(seed)
         self._samples: dict[str, _Sample] = {}
@@ -290,7 +292,8 @@ class InstantLearner:
         pass_losses: list[float] = []
         deadline = t0 + budget
         try:
-            for _ in range(self.max_passes):
+            passes = max(self.max_passes, -(-self.min_steps // len(batches)))
+            for _ in range(passes):
                 order = list(range(len(batches)))
                 self._rng.shuffle(order)
                 # The newest image first: however short the budget, it is learned from.

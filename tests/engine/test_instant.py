@@ -71,7 +71,7 @@ def test_soft_cross_entropy_ignores_void_cells() -> None:
 
 @pytest.mark.parametrize("alignment", ["same", "reference"])
 def test_head_learning_lowers_the_loss_and_changes_the_next_prediction(alignment: str) -> None:
-    learner = _learner(alignment=alignment, max_passes=60, time_budget=60, lr=1e-2)
+    learner = _learner(alignment=alignment, max_passes=60, min_steps=1, time_budget=60, lr=1e-2)
     image, label = synthetic_pair(0, 64, 80)
     before = learner.predict("a", image)
     backbone_before = {k: v.clone() for k, v in learner.model.state_dict().items() if k.startswith("conv")}
@@ -91,7 +91,7 @@ def test_head_learning_lowers_the_loss_and_changes_the_next_prediction(alignment
 
 
 def test_roll_back_restores_the_head_before_the_last_learn() -> None:
-    learner = _learner(max_passes=5, time_budget=60)
+    learner = _learner(max_passes=5, min_steps=1, time_budget=60)
     image, label = synthetic_pair(1, 48, 64)
     learner.predict("a", image)
     learner.add_label("a", label)
