@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,22 +109,51 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     atomic_save(path, lambda f: torch.save(checkpoint, f))
 
 
+def _first_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")[:200]
+
+
+def describe_load_failure(exc: BaseException) -> str:
+    """What really went wrong in ``torch.load(..., weights_only=True)``, in words.
+
+    PyTorch words every unpickling failure as a weights_only refusal and advises
+    turning weights_only off, even for random bytes. That advice must never reach a
+    person (it is how a malicious file gets executed), so its text is never passed on.
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, io.UnsupportedOperation):
+        return f"cannot read the file ({exc.strerror or exc})"
+    text = str(exc)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)
+    if blocked or "Unsupported global" in text or "unsupported global" in text:
+        name = f" ({blocked.group(1)})" if blocked else ""
+        return ("refused: it holds Python objects other than tensors and plain values"
+                f"{name}; such files are never loaded, because loading them could run code")
+    if isinstance(exc, pickle.UnpicklingError | EOFError | ValueError | TypeError | KeyError):
+        return "not a PyTorch weights file (unreadable data: corrupt, or not written by torch.save)"
+    if isinstance(exc, zipfile.BadZipFile | RuntimeError | io.UnsupportedOperation):
+        return f"not a readable PyTorch file (truncated or corrupt: {_first_sentence(exc)})"
+    return f"not a readable PyTorch weights file ({type(exc).__name__})"
+
+
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True``; every failure names the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: {describe_load_failure(exc)}") from None
+    if size == 0:
         raise CheckpointError(f"{path}: file is empty (0 bytes)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, io.UnsupportedOperation) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch file (truncated or corrupt: {exc})") from None
-    except Exception as exc:  # weights_only refuses arbitrary pickled objects
-        raise CheckpointError(
-            f"{path}: refused to load ({type(exc).__name__}: {exc}). Only plain tensors and "
-            "values are loaded (weights_only=True), never arbitrary Python objects."
-        ) from None
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols of files it then refuses anyway.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message naming the file
+        raise CheckpointError(f"{path}: {describe_load_failure(exc)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of weights, found {type(obj).__name__}")
     return obj
