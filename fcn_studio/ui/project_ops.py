@@ -203,7 +203,6 @@ class ProjectOps:
         except LabelError as exc:
             self._label_mismatch(image_id, exc)
             shown = True
-        self._sync_list()
         return shown
 
     def step(self, step: int) -> None:
@@ -213,14 +212,9 @@ class ProjectOps:
                 return
 
     def open_from_list(self, image_id: str) -> None:
-        """A click, Enter or an arrow key in the image list."""
+        """A click, Enter or an arrow key in the image list. An unreadable row keeps the
+        highlight (its badge says why), so the arrow keys can move on past it."""
         self.show_image(image_id)
-
-    def _sync_list(self) -> None:
-        # The list highlights the image on the canvas, also when a switch was refused.
-        s = self.c.session
-        if s is not None:
-            self.w.image_list.select(s.image_id)
 
     def _label_mismatch(self, image_id: str, exc: Exception) -> None:
         choice = self._ask(

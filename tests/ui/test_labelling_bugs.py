@@ -212,3 +212,17 @@ def test_a_model_with_other_classes_never_predicts_in_the_project(
     assert w.controller.model.id.kind == "untrained"
     assert "untrained" in w.alert_label.toolTip()  # why it is not the model asked for
     assert messages == []
+
+
+def test_arrow_keys_move_on_past_an_unreadable_row(qtbot, window: MainWindow,
+                                                   project: Path) -> None:
+    (project / "JPEGImages" / "img001.png").write_bytes(b"\x89PNG broken")
+    window.controller._cache.forget("img001")  # noqa: SLF001 - as if never decoded
+    view = window.image_list.view
+    view.setFocus()
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    assert window.controller.session.image_id == "img000"  # could not be shown
+    assert window.controller.project.entry("img001").error
+    QTest.keyClick(view, Qt.Key.Key_Down)
+    assert window.controller.session.image_id == "img002"
+    assert window.image_list.current_id() == "img002"
