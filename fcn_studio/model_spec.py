@@ -35,6 +35,9 @@ class ModelId:
     kind: str
     key: str
     scope: str = field(default="", compare=True)
+    # Instant learning retrains the head of the loaded model: the same backbone with
+    # a new head is another model. "" for the weights as loaded.
+    head: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -43,7 +46,12 @@ class ModelId:
             raise ValueError("a model id needs a key")
 
     def __str__(self) -> str:
-        return self.key if self.kind == "version" else f"{self.kind}:{self.key}"
+        base = self.key if self.kind == "version" else f"{self.kind}:{self.key}"
+        return f"{base}+{self.head}" if self.head else base
+
+    def with_head(self, head: str) -> ModelId:
+        """This model after instant learning gave it the head ``head`` ("" = as loaded)."""
+        return ModelId(self.kind, self.key, self.scope, head)
 
     @property
     def stored(self) -> str:

@@ -152,6 +152,7 @@ class InstantLearner:
         self._rng = random.Random(seed)
         self._samples: dict[str, _Sample] = {}
         self._order: list[str] = []  # saved keys, oldest first
+        self._sizes: dict[str, tuple[int, int]] = {}  # image size per predicted key
         self._rollback: list[dict[str, Tensor]] = []
         self.backbone_id = backbone_id or uuid.uuid4().hex
         self._optimizer: torch.optim.Optimizer | None = None
@@ -180,13 +181,16 @@ class InstantLearner:
         pred, feats = self.predictor.predict_with_features(image, self.backbone_id,
                                                            uncertainty=uncertainty)
         self.cache.put(key, feats)
+        self._sizes[key] = (image.shape[0], image.shape[1])
         return pred
 
-    def refresh(self, key: str, size: tuple[int, int], *,
+    def refresh(self, key: str, size: tuple[int, int] | None = None, *,
                 uncertainty: str | None = "entropy") -> Prediction | None:
-        """The current head's prediction from cached features; None when not cached."""
+        """The current head's prediction from cached features (at ``size``, by default
+        the size of the image :meth:`predict` saw); None when not cached."""
         feats = self.cache.get(key, self.backbone_id)
-        if feats is None:
+        size = size or self._sizes.get(key)
+        if feats is None or size is None:
             return None
         return self.predictor.predict_from_features(feats, size, uncertainty=uncertainty)
 
@@ -253,26 +257,30 @@ class InstantLearner:
 
     # -- learning -----------------------------------------------------------------------
     def learn(self, reload: Callable[[str], np.ndarray] | None = None,
-              time_budget: float | None = None) -> LearnReport:
+              time_budget: float | None = None, max_reload: int | None = None) -> LearnReport:
         """Train the head on every saved image's features, within the time budget.
 
         ``reload(key)`` returns an image whose features are no longer cached (they
-        are recomputed, which costs a backbone forward); without it such images
-        are skipped and named in the report.
+        are recomputed, which costs a backbone forward each, newest first and at
+        most ``max_reload`` of them); images left without features are skipped
+        this time and named in the report.
         """
         t0 = time.perf_counter()
         budget = self.time_budget if time_budget is None else time_budget
         usable: list[tuple[str, ImageFeatures]] = []
         skipped: list[str] = []
-        for key in self._order:
+        reloads = 0
+        for key in reversed(self._order):  # the newest first: they matter most
             feats = self.cache.get(key, self.backbone_id)
-            if feats is None and reload is not None:
+            if feats is None and reload is not None and (max_reload is None or reloads < max_reload):
                 self.predict(key, reload(key), uncertainty=None)
+                reloads += 1
                 feats = self.cache.get(key, self.backbone_id)
             if feats is None:
                 skipped.append(key)
             else:
                 usable.append((key, feats))
+        usable.reverse()
         params = self._head_params()
         if not usable or not params:
             return LearnReport(0, 0, 0.0, time.perf_counter() - t0, None, None, tuple(skipped))

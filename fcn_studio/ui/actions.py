@@ -70,6 +70,11 @@ ACTIONS: tuple[ActionDef, ...] = (
               "A new FCN-8s with an ImageNet VGG16 backbone (downloads 528 MB once)"),
     ActionDef("model_file", "Import &Model File…", "import", (),
               "An FCN Studio checkpoint or a pytorch-fcn / Caffe FCN state dict"),
+    ActionDef("instant_learning", "&Learn From Every Save", None, (),
+              "After each saved label the model's head learns from your saved labels in a second "
+              "or two, so the next prediction needs fewer corrections", True),
+    ActionDef("undo_learning", "&Undo Last Learning", None, (),
+              "Put the model's head back as it was before the last instant learning"),
     ActionDef("finetune", "&Fine-tune", "finetune", ("Ctrl+T",),
               "Train the model on your saved labels with the defaults, while you keep working"),
     ActionDef("finetune_dialog", "Fine-tune &Options…", "settings", ("Ctrl+Shift+T",),

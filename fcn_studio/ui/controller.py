@@ -60,6 +60,9 @@ class Controller(QObject):
         worker.predictionFailed.connect(self._on_prediction_failed)
         worker.modelReady.connect(self._on_model_ready)
         worker.modelFailed.connect(self._on_model_failed)
+        worker.learned.connect(self._on_learned)
+        worker.learnFailed.connect(lambda text: self.problem.emit("", text))
+        self._saving: dict[tuple[str, int], np.ndarray] = {}  # labels being written, by token
 
     # -- project ----------------------------------------------------------------------
     def set_project(self, project: Project | None, keep_model: bool = False) -> None:
@@ -85,6 +88,8 @@ class Controller(QObject):
             self._cache.close()
             self._cache = None
         self.worker.cancel_pending()
+        self.worker.forget_labels()  # another project's labels are never training data here
+        self._saving.clear()
         self.sessions.clear()
         self.session = None
         self.model = self.spec = self._pending_spec = None
@@ -335,6 +340,7 @@ class Controller(QObject):
         token, label = job  # a copy: the person keeps painting while it is written
         project, image_id = self.project, s.image_id
         self.status.emit(f"saving {image_id}…")
+        self._saving[(image_id, token)] = label  # learned from once it is on disk
         self.saver.submit(image_id, lambda: project.save_label(image_id, label), token)
 
     def flush(self) -> None:
@@ -343,15 +349,31 @@ class Controller(QObject):
         self.saver.wait()
 
     def _on_saved(self, image_id: str, token: int) -> None:
+        label = self._saving.pop((image_id, token), None)
         s = self.sessions.peek(image_id)
         if s is None:
             return  # a save of a project closed since
+        if label is not None and self.project is not None and self.model is not None:
+            # Instant learning: the worker trains the head on it (a no-op when off).
+            self.worker.learn(image_id, self.project.entry(image_id).image_path, label)
         s.save_finished(token)
         self._entry_changed(image_id)
         self.status.emit(f"saved {image_id}")
         self.labelSaved.emit(image_id)
 
+    def _on_learned(self, result) -> None:  # LearnResult
+        if self.project is None or self.model is None or self._pending_spec is not None:
+            return  # learned for a model this project no longer uses
+        if result.model.spec != self.model.spec:
+            return
+        self.model = result.model
+        self.modelChanged.emit(result.model)
+        self.status.emit(result.describe())
+        if result.images or result.rolled_back:
+            self.request_prediction()  # the shown image and those ahead, from the new head
+
     def _on_save_failed(self, image_id: str, token: int, text: str) -> None:
+        self._saving.pop((image_id, token), None)
         # The edit is still in memory (the session keeps it): the image stays unsaved.
         s = self.sessions.peek(image_id)
         if s is not None:

@@ -7,15 +7,24 @@ Every result carries its image id and the loaded model's identity
 never a file name), so a late result never lands on the wrong image or model.
 torch is first imported on this thread, so the window appears before the heavy
 imports finish.
+
+Instant learning (on by default) runs here too, with the engine's
+``training.instant.InstantLearner``: every prediction keeps the image's backbone
+features, and a saved label queued with :meth:`InferenceWorker.learn` trains the
+head on the features of every image saved since the model was loaded. That gives
+the model a new identity (its id with a ``head`` tag), reported by ``learned``;
+predictions of images whose features are cached are then refreshed by the head
+alone, in milliseconds.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +62,28 @@ class ModelInfo:
         return self.id.stored
 
 
+@dataclass(frozen=True)
+class LearnResult:
+    """One round of instant learning on the worker."""
+
+    model: ModelInfo  # the model after it (a new identity), or as rolled back to
+    images: int  # saved images learned from (0: nothing was learned)
+    seconds: float
+    skipped: tuple[str, ...] = ()  # saved images whose features were not available
+    rolled_back: bool = False
+
+    def describe(self) -> str:
+        if self.rolled_back:
+            return f"learning undone: back to {self.model.description}"
+        if self.images == 0:
+            return "nothing learned yet (no saved image with features)"
+        return f"learned from {self.images} image{'s' * (self.images != 1)} in {self.seconds:.1f} s"
+
+
+MAX_RELOADS_PER_LEARN = 3  # backbone forwards a learn may spend on images no longer cached
+FEATURE_CACHE_BYTES = 768 << 20
+
+
 def _build_predictor(spec: ModelSpec, device: str) -> Any:
     """Runs on the worker thread: the only place the app turns a spec into a model."""
     from training.model_init import fresh_model
@@ -84,6 +115,8 @@ class InferenceWorker(QObject):
     modelReady = Signal(object)  # ModelInfo
     modelFailed = Signal(object, str)  # ModelSpec, message (the previous model keeps working)
     statusChanged = Signal(str)  # what the model is doing now; "" when idle
+    learned = Signal(object)  # LearnResult
+    learnFailed = Signal(str)  # message (the model stays as it was)
 
     def __init__(self, device: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -95,6 +128,14 @@ class InferenceWorker(QObject):
         self._stop = False
         self._predictor: Any = None
         self._model_id: ModelId | None = None
+        self._info: ModelInfo | None = None
+        self._instant = True
+        self._learner: Any = None
+        self._labels: dict[str, tuple[Path, np.ndarray]] = {}  # saved since the model loaded
+        self._learn_pending: dict[str, tuple[Path, np.ndarray]] = {}
+        self._rollback_pending = False
+        self._forget = False  # set on the GUI thread, applied on the worker thread
+        self._heads: list[tuple[ModelId, str]] = []  # ids and descriptions before each learn
         self._thread = threading.Thread(target=self._loop, name="fcn-inference", daemon=True)
         self._started = False
 
@@ -138,6 +179,44 @@ class InferenceWorker(QObject):
         with self._cond:
             self._current = None
             self._ahead.clear()
+            self._learn_pending.clear()
+
+    def forget_labels(self) -> None:
+        """Drop the labels learned from (the project closes); the next model load starts
+        its learner without them."""
+        with self._cond:
+            self._learn_pending.clear()
+            self._forget = True
+            self._cond.notify_all()
+
+    def set_instant(self, enabled: bool) -> None:
+        """Instant learning on or off (off: saves queue nothing, the head stays)."""
+        with self._cond:
+            self._instant = bool(enabled)
+            if not enabled:
+                self._learn_pending.clear()
+
+    @property
+    def instant_enabled(self) -> bool:
+        return self._instant
+
+    def learn(self, image_id: str, path: Path, label: np.ndarray) -> None:
+        """``image_id``'s label was saved: learn from it (and every earlier one) next.
+
+        ``label`` must be the saved array (the caller's copy: the worker keeps it).
+        Saves that arrive while a learn runs are learned together afterwards.
+        """
+        with self._cond:
+            if not self._instant:
+                return
+            self._learn_pending[image_id] = (Path(path), label)
+            self._cond.notify_all()
+
+    def roll_back_learning(self) -> None:
+        """Undo the last round of instant learning (the head before it)."""
+        with self._cond:
+            self._rollback_pending = True
+            self._cond.notify_all()
 
     @property
     def model_id(self) -> ModelId | None:
@@ -151,9 +230,19 @@ class InferenceWorker(QObject):
     def _next_job(self) -> tuple[str, Any] | None:
         with self._cond:
             while not self._stop:
+                if self._forget:
+                    self._forget = False
+                    return "forget", None
                 if self._pending_model is not None:
                     spec, self._pending_model = self._pending_model, None
                     return "model", spec
+                if self._predictor is not None and self._rollback_pending:
+                    self._rollback_pending = False
+                    return "rollback", None
+                # Learning before predicting: the next prediction should use the new head.
+                if self._predictor is not None and self._learn_pending:
+                    jobs, self._learn_pending = self._learn_pending, {}
+                    return "learn", jobs
                 if self._predictor is not None and self._current is not None:
                     job, self._current = self._current, None
                     return "current", job
@@ -171,6 +260,15 @@ class InferenceWorker(QObject):
             try:
                 if kind == "model":
                     self._load(payload)
+                elif kind == "learn":
+                    self._learn(payload)
+                elif kind == "rollback":
+                    self._roll_back()
+                elif kind == "forget":
+                    self._labels.clear()
+                    if self._learner is not None:
+                        for image_id in self._learner.labelled:
+                            self._learner.remove_label(image_id)
                 else:
                     self._predict(*payload, ahead=kind == "ahead")
             except Exception:  # never let the thread die: report and carry on
@@ -190,9 +288,71 @@ class InferenceWorker(QObject):
             self.modelFailed.emit(spec, str(exc) or type(exc).__name__)
             return
         self._predictor, self._model_id = predictor, model_id
+        self._info = ModelInfo(model_id, spec.description, tuple(predictor.class_names),
+                               str(predictor.device), spec)
+        self._new_learner(carry_labels=spec.class_names == tuple(predictor.class_names))
         self.statusChanged.emit("")
-        self.modelReady.emit(ModelInfo(model_id, spec.description, tuple(predictor.class_names),
-                                       str(predictor.device), spec))
+        self.modelReady.emit(self._info)
+
+    def _new_learner(self, carry_labels: bool) -> None:
+        """A learner for the model just loaded. Labels saved earlier stay training data
+        when the classes are the same (their features are recomputed a few per learn)."""
+        from training.feature_cache import FeatureCache
+        from training.instant import InstantLearner
+
+        self._heads.clear()
+        if not carry_labels:
+            self._labels.clear()
+        self._learner = InstantLearner(self._predictor, FeatureCache(FEATURE_CACHE_BYTES),
+                                       backbone_id=str(self._model_id))
+        for image_id, (_path, label) in self._labels.items():
+            self._learner.add_label(image_id, label)
+
+    def _learn(self, jobs: dict[str, tuple[Path, np.ndarray]]) -> None:
+        from training.images import read_image
+
+        assert self._info is not None and self._learner is not None
+        self.statusChanged.emit(f"learning from {len(jobs)} new label{'s' * (len(jobs) != 1)}")
+        try:
+            for image_id, (path, label) in jobs.items():
+                self._learner.add_label(image_id, label)  # checks the class ids
+                self._labels[image_id] = (path, label)
+            report = self._learner.learn(reload=lambda k: read_image(self._labels[k][0]),
+                                         max_reload=MAX_RELOADS_PER_LEARN)
+        except Exception as exc:  # a bad label or an unreadable image: say so, keep the head
+            for image_id in jobs:
+                self._labels.pop(image_id, None)
+                self._learner.remove_label(image_id)
+            self.statusChanged.emit("")
+            self.learnFailed.emit(f"Instant learning skipped: {exc}")
+            return
+        if report.images:
+            self._heads.append((self._info.id, self._info.description))
+            base = self._info.id.with_head("")
+            head = f"h{len(self._heads)}.{secrets.token_hex(3)}"
+            self._set_info(base.with_head(head),
+                           f"{self._base_description()} + head learned from {report.images} images")
+        self.statusChanged.emit("")
+        self.learned.emit(LearnResult(self._info, report.images, report.seconds, report.skipped))
+
+    def _roll_back(self) -> None:
+        assert self._info is not None and self._learner is not None
+        if not self._heads or not self._learner.can_roll_back():
+            self.learnFailed.emit("Nothing to undo: the model has not learned since it was loaded.")
+            return
+        self._learner.roll_back()
+        model_id, description = self._heads.pop()
+        self._set_info(model_id, description)
+        self.learned.emit(LearnResult(self._info, 0, 0.0, rolled_back=True))
+
+    def _base_description(self) -> str:
+        assert self._info is not None
+        return self._info.spec.description if self._info.spec is not None else self._info.description
+
+    def _set_info(self, model_id: ModelId, description: str) -> None:
+        assert self._info is not None
+        self._model_id = model_id
+        self._info = replace(self._info, id=model_id, description=description)
 
     def _predict(self, image_id: str, path: Path, ahead: bool) -> None:
         from training.errors import FCNError
@@ -201,8 +361,15 @@ class InferenceWorker(QObject):
         self.statusChanged.emit(("predicting ahead: " if ahead else "predicting: ") + image_id)
         t0 = time.perf_counter()
         try:
-            image = read_image(path)
-            pred = self._predictor.predict(image, uncertainty="entropy")
+            learner = self._learner
+            pred = None
+            if learner is not None and self._model_id is not None and self._model_id.head:
+                # The backbone is the same: the new head on the cached features suffices.
+                pred = learner.refresh(image_id, uncertainty="entropy")
+            if pred is None:
+                image = read_image(path)
+                pred = (learner.predict(image_id, image) if learner is not None and self._instant
+                        else self._predictor.predict(image, uncertainty="entropy"))
         except (FCNError, OSError, RuntimeError, ValueError) as exc:
             self.statusChanged.emit("")
             self.predictionFailed.emit(image_id, str(self._model_id or ""), str(exc))

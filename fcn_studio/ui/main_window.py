@@ -8,94 +8,203 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QRect, Qt, QTimer, Slot
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
+    QVBoxLayout,
     QWidget,
 )
 
 from ..model_spec import ModelSpec
 from .actions import create_actions
 from .canvas import Canvas
+from .canvas_tools import brush_width_px
 from .class_panel import ClassPanel
 from .controller import Controller
 from .effort_chart import EffortChart
 from .finetune import FinetuneController
 from .image_list import ImageListPanel
 from .inference import InferenceWorker, ModelInfo
-from .menus import build_menus, build_toolbar
+from .menus import build_menus, build_panels_menu, build_recent_menu, build_toolbar
 from .models_panel import ModelsPanel
+from .notices import NoticeBar
 from .project_ops import ProjectOps
 from .settings import AppSettings
 from .tool_options import ToolOptionsPanel
 from .training_panel import TrainingPanel
+from .window_layout import (
+    BOTTOM_PANEL_SHARE,
+    default_rect,
+    fit_rect,
+    screen_key,
+    side_panel_width,
+)
 
 TOOLS = ("brush", "eraser", "void", "fill", "polygon", "eyedropper")
+LAYOUT_VERSION = 2
+"""Saved dock layouts of another version (the old one with the panels below the
+canvas) are not restored: the default layout is used instead."""
+_LEFT = Qt.DockWidgetArea.LeftDockWidgetArea
+_RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
+_BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
+DEFAULT_DOCKS: dict[str, tuple[Qt.DockWidgetArea, bool]] = {
+    # object name: (area, shown on a default layout)
+    "ImagesDock": (_LEFT, True),
+    "ClassesDock": (_RIGHT, True),
+    "ToolOptionsDock": (_RIGHT, True),
+    "TrainingDock": (_BOTTOM, False),
+    "ModelsDock": (_BOTTOM, False),
+    "CorrectionEffortDock": (_BOTTOM, False),
+}
+NOTICE_FIRST_RUN = "first-run"
+NOTICE_WEIGHTS = "imagenet-weights"
 
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None, device: str = "auto") -> None:
         super().__init__()
         self.settings = settings or AppSettings()
+        self._restoring = False  # True while a project's last tool/class/brush is put back
         self.setWindowTitle("FCN Studio")
         self.setAcceptDrops(True)
-        self.resize(1400, 900)
         self.worker = InferenceWorker(device)
         self.controller = Controller(self.worker, self)
         self.ops = ProjectOps(self)
         self.finetune = FinetuneController(self)
         self.canvas = Canvas(self)
-        self.setCentralWidget(self.canvas)
+        self.notices = NoticeBar()
+        self.setCentralWidget(self._central(self.notices, self.canvas))
         self.class_panel = ClassPanel()
         self.image_list = ImageListPanel()
         self.tool_options = ToolOptionsPanel()
-        self._dock("Classes", self.class_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Tool Options", self.tool_options, Qt.DockWidgetArea.RightDockWidgetArea)
         self.training_panel = TrainingPanel()
         self.models_panel = ModelsPanel()
         self.effort_chart = EffortChart()
-        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-        self.training_dock = self._dock("Training", self.training_panel, bottom)
-        models_dock = self._dock("Models", self.models_panel, bottom)
-        effort_dock = self._dock("Correction Effort", self.effort_chart, bottom)
-        self.tabifyDockWidget(self.training_dock, models_dock)
-        self.tabifyDockWidget(models_dock, effort_dock)
-        models_dock.raise_()
+        self.images_dock = self._dock("Images", self.image_list)
+        self.classes_dock = self._dock("Classes", self.class_panel)
+        self.tool_dock = self._dock("Tool Options", self.tool_options)
+        self.training_dock = self._dock("Training", self.training_panel)
+        self.models_dock = self._dock("Models", self.models_panel)
+        self.effort_dock = self._dock("Correction Effort", self.effort_chart)
         self.actions_ = create_actions(self, self._handlers())
         self.menus = build_menus(self, self.actions_)
         self._device = device
         self._build_device_menu()
         build_toolbar(self, self.actions_)
+        build_panels_menu(self.menus["View"], self.docks(), self.reset_layout)
+        build_recent_menu(self.menus["File"], self.actions_["export"], self.settings,
+                          self._open_recent)
         self._status_widgets()
         self._connect()
         for n in range(1, 10):
             QShortcut(QKeySequence(str(n)), self, lambda n=n: self.class_panel.select_by_number(n))
-        geometry, state = self.settings.window_state()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
-        else:
-            # The canvas is the work area: on a first run the bottom docks start short
-            # (after the first layout pass, when the dock sizes can be set).
-            QTimer.singleShot(0, lambda: self.resizeDocks([self.training_dock], [300],
-                                                          Qt.Orientation.Vertical))
+        self._layout_pending = not self._restore_layout()
+        self.place_on_screen()
         self.actions_["brush"].setChecked(True)
         self.actions_["toggle_overlay"].setChecked(True)
+        self.actions_["instant_learning"].setChecked(self.worker.instant_enabled)
+        self._show_brush_size(self.canvas.brush_radius())
         self.worker.start()
 
     # -- construction ------------------------------------------------------------------
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    @staticmethod
+    def _central(notices: QWidget, canvas: QWidget) -> QWidget:
+        """The canvas with the notice bar above it (the bar takes no room when empty)."""
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(notices)
+        layout.addWidget(canvas, 1)
+        return box
+
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "") + "Dock")
         dock.setWidget(widget)
+        area, _visible = DEFAULT_DOCKS[dock.objectName()]
         self.addDockWidget(area, dock)
         return dock
+
+    def docks(self) -> list[QDockWidget]:
+        """Every panel, in View > Panels order."""
+        return [self.images_dock, self.classes_dock, self.tool_dock, self.training_dock,
+                self.models_dock, self.effort_dock]
+
+    # -- layout and geometry -------------------------------------------------------------
+    def reset_layout(self) -> None:
+        """The default layout: the canvas in the middle with narrow side panels (images
+        left, classes and tool options right); training, models and correction effort
+        tabbed below, hidden until used."""
+        for dock in self.docks():
+            area, visible = DEFAULT_DOCKS[dock.objectName()]
+            dock.setFloating(False)
+            self.addDockWidget(area, dock)  # moves it back if it was elsewhere
+            dock.setVisible(visible)
+        self.splitDockWidget(self.classes_dock, self.tool_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(self.training_dock, self.models_dock)
+        self.tabifyDockWidget(self.models_dock, self.effort_dock)
+        self.training_dock.raise_()
+        self._size_side_panels()
+        # Dock sizes only stick once the window is laid out: set them again then.
+        QTimer.singleShot(0, self._size_side_panels)
+        self.settings.clear_dock_state()
+
+    def _size_side_panels(self) -> None:
+        side = side_panel_width(self.width())
+        self.resizeDocks([self.images_dock, self.classes_dock], [side, side],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.classes_dock, self.tool_dock],
+                         [max(1, self.height() // 2), max(1, self.height() // 4)],
+                         Qt.Orientation.Vertical)
+
+    def _restore_layout(self) -> bool:
+        """The layout the person left (docks moved, closed, resized); False when there
+        is none or it was saved by an older layout."""
+        state = self.settings.dock_state()
+        if state is not None and self.restoreState(state, LAYOUT_VERSION):
+            return True
+        self.reset_layout()
+        return False
+
+    def place_on_screen(self, available: QRect | None = None, key: str | None = None) -> None:
+        """Size and place the window on the screen it opens on: where it was last on
+        that screen, else a default that fits; never larger than the available area
+        (any scaling: Qt's logical pixels), so the status bar is always on screen."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if available is None:
+            available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1280, 720)
+        key = key or screen_key(screen)
+        saved = self.settings.screen_geometry(key)
+        if saved is None or not self.restoreGeometry(saved):
+            self.setGeometry(default_rect(available))
+        rect = fit_rect(self.geometry(), available)
+        if rect != self.geometry():
+            self.setGeometry(rect)
+        if self._layout_pending:
+            self._size_side_panels()
+
+    def show_panel(self, dock: QDockWidget) -> None:
+        """Show a panel hidden by default (training, models, effort), at a height that
+        leaves the canvas most of the window."""
+        first = not dock.isVisible()
+        dock.show()
+        dock.raise_()
+        if first and self.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea:
+            self.resizeDocks([dock], [int(self.height() * BOTTOM_PANEL_SHARE)],
+                             Qt.Orientation.Vertical)
 
     def _handlers(self) -> dict:
         c = self.controller
@@ -110,8 +219,8 @@ class MainWindow(QMainWindow):
             "redo": self._redo,
             "use_prediction": self._use_prediction,
             "clear_label": self._clear_label,
-            "brush_smaller": lambda: self._scale_brush(1 / 1.25),
-            "brush_larger": lambda: self._scale_brush(1.25),
+            "brush_smaller": self.canvas.shrink_brush,
+            "brush_larger": self.canvas.grow_brush,
             "zoom_in": self.canvas.zoom_in,
             "zoom_out": self.canvas.zoom_out,
             "fit": self.canvas.fit,
@@ -126,6 +235,8 @@ class MainWindow(QMainWindow):
             "model_imagenet": self.ops.use_imagenet_model,
             "model_file": self.ops.import_model_dialog,
             "help_shortcuts": self.ops.show_shortcuts,
+            "instant_learning": self.worker.set_instant,
+            "undo_learning": lambda *_: self.worker.roll_back_learning(),
             "finetune": self.finetune.one_click,
             "finetune_dialog": self.finetune.dialog,
             "cancel_training": self.finetune.job.cancel,
@@ -162,6 +273,16 @@ class MainWindow(QMainWindow):
         self.worker_label = QLabel("")
         self.cursor_label = QLabel("")
         self.zoom_label = QLabel("")
+        self.brush_label = QLabel("")
+        self.brush_label.setToolTip("Brush size in image pixels ([ and ] change it)")
+        # Training progress while a run goes, so the Training panel can stay closed.
+        self.training_progress = QProgressBar()
+        self.training_progress.setMaximumWidth(160)
+        self.training_progress.setMaximumHeight(16)
+        self.training_progress.setTextVisible(True)
+        self.training_progress.setToolTip("Fine-tuning: View > Panels > Training shows the "
+                                          "charts and the log")
+        self.training_progress.hide()
         # The last background problem (a prediction, save or model load that failed):
         # shown here and in the image list, never in a modal box that stops the work.
         self.alert_label = QLabel("")
@@ -169,7 +290,9 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         bar.addWidget(self.worker_label, 1)
         bar.addPermanentWidget(self.alert_label)
+        bar.addPermanentWidget(self.training_progress)
         bar.addPermanentWidget(self.cursor_label)
+        bar.addPermanentWidget(self.brush_label)
         bar.addPermanentWidget(self.zoom_label)
         bar.addPermanentWidget(self.model_label)
 
@@ -186,12 +309,16 @@ class MainWindow(QMainWindow):
         cv.cursorInfo.connect(self._on_cursor)
         cv.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
         cv.classPicked.connect(self.class_panel.set_current)
+        cv.classPicked.connect(lambda v: self._remember("class", int(v)))
+        cv.brushRadiusChanged.connect(self._on_brush_radius)
+        self.notices.dismissed.connect(self._on_notice_dismissed)
         cv.labelEdited.connect(lambda _box: self._update_title())
         self.image_list.imageActivated.connect(self.ops.open_from_list)
         self.image_list.orderChanged.connect(
             lambda: self.controller.set_order(self.image_list.visible_ids()))
         cp = self.class_panel
         cp.currentChanged.connect(cv.set_class)
+        cp.currentChanged.connect(lambda v: self._remember("class", int(v)))
         cp.hiddenChanged.connect(cv.set_hidden_classes)
         cp.lockedChanged.connect(cv.set_locked_classes)
         cp.addRequested.connect(self.ops.add_class)
@@ -200,6 +327,7 @@ class MainWindow(QMainWindow):
         cp.deleteRequested.connect(self.ops.delete_class)
         cp.moveRequested.connect(self.ops.move_class)
         to = self.tool_options
+        # The canvas owns the radius (and its one range); the panel shows it back.
         to.brushRadiusChanged.connect(cv.set_brush_radius)
         to.opacityChanged.connect(cv.set_opacity)
         to.outlineChanged.connect(self.actions_["outline"].setChecked)
@@ -234,6 +362,7 @@ class MainWindow(QMainWindow):
             return
         self.refresh_classes()
         self.controller.set_order(self.image_list.visible_ids())
+        self._restore_project_state(project.root)
         self._update_title()
 
     def refresh_classes(self) -> None:
@@ -243,6 +372,18 @@ class MainWindow(QMainWindow):
         self.class_panel.set_classes(list(p.classes.names),
                                      [p.classes.color(i) for i in range(len(p.classes))])
         self.canvas.set_palette(p.classes.color_table())
+        self._apply_background(p.classes)
+
+    def _apply_background(self, classes) -> None:
+        """The project's background semantics: what the eraser writes, what is see-through."""
+        self.canvas.set_eraser_value(classes.eraser_value)
+        self.canvas.set_transparent_classes(classes.transparent_ids)
+        eraser = self.actions_["eraser"]
+        if classes.has_background:
+            eraser.setStatusTip(f"Paint background (class 0, {classes.names[0]})")
+        else:
+            eraser.setStatusTip("Paint void (255): this project has no background class")
+        eraser.setToolTip(f"{eraser.statusTip()} (E)")
 
     @Slot(object)
     def _on_session(self, session) -> None:
@@ -253,6 +394,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_uncertainty(session.uncertainty)
             self.image_list.select(session.image_id)
             self.actions_["undo"].setEnabled(True)
+            self._remember("image", session.image_id)
         self._update_title()
 
     @Slot(str)
@@ -278,18 +420,25 @@ class MainWindow(QMainWindow):
         self.actions_["cancel_training"].setEnabled(running)
         self.actions_["finetune"].setEnabled(not running)
         self.actions_["finetune_dialog"].setEnabled(not running)
-        if not running:
+        self.training_progress.setVisible(running)
+        if running:
+            self.training_progress.setRange(0, 0)  # busy until the first progress line
+        else:
             self.worker_label.setText("")
 
     def _training_status(self, d: dict) -> None:
         from training.progress import format_duration
 
-        self.worker_label.setText(f"training: {d.get('iteration')}/{d.get('total')}, "
-                                  f"eta {format_duration(d.get('eta'))}")
+        done, total = d.get("iteration"), d.get("total")
+        self.worker_label.setText(f"training: {done}/{total}, eta {format_duration(d.get('eta'))}")
+        if isinstance(done, int) and isinstance(total, int) and total > 0:
+            self.training_progress.setRange(0, total)
+            self.training_progress.setValue(min(done, total))
+            self.training_progress.setFormat(f"training %p%  eta {format_duration(d.get('eta'))}")
 
     def show_training_dock(self) -> None:
-        self.training_dock.show()
-        self.training_dock.raise_()
+        """A run started: show its panel (below the canvas, about a third of the height)."""
+        self.show_panel(self.training_dock)
 
     @Slot(object)
     def _on_prediction(self, session) -> None:
@@ -300,6 +449,11 @@ class MainWindow(QMainWindow):
     def _on_model(self, info: ModelInfo) -> None:
         self.model_label.setText(f"Model: {info.description} ({info.device})")
         self.model_label.setToolTip(f"version {info.version}\nclasses: {', '.join(info.class_names)}")
+        spec = info.spec
+        if spec is not None and spec.kind == "untrained":
+            self._show_weights_notice()
+        else:
+            self.notices.hide_notice(NOTICE_WEIGHTS)  # no longer applies
 
     def _update_title(self) -> None:
         c = self.controller
@@ -328,11 +482,57 @@ class MainWindow(QMainWindow):
         for t in TOOLS:
             self.actions_[t].setChecked(t == tool)
         self.canvas.set_tool(tool)
+        self._remember("tool", tool)
 
-    def _scale_brush(self, factor: float) -> None:
-        radius = max(0.5, min(200.0, self.canvas.brush_radius() * factor))
-        self.canvas.set_brush_radius(radius)
+    # -- per project: what was shown last ---------------------------------------------------
+    def _remember(self, key: str, value: object) -> None:
+        p = self.controller.project
+        if p is not None and not self._restoring:
+            self.settings.set_project_value(p.root, key, value)
+
+    def _restore_project_state(self, root: Path) -> None:
+        """Tool, class and brush size as they were when this project was last open (the
+        image is chosen by :meth:`opening_order`)."""
+        state = self.settings.project_state(root)
+        self._restoring = True  # restoring is not a new choice to remember
+        try:
+            tool = state.get("tool")
+            if tool in TOOLS:
+                self.actions_[tool].setChecked(True)
+            cls = state.get("class")
+            if isinstance(cls, int) and cls in self.class_panel.class_ids():
+                self.class_panel.set_current(cls)
+                self.canvas.set_class(cls)
+            brush = state.get("brush")
+            if isinstance(brush, float):
+                self.canvas.set_brush_radius(brush)
+        finally:
+            self._restoring = False
+
+    def opening_order(self, ids: list[str]) -> list[str]:
+        """``ids`` with the image last shown in this project first: reopening a project
+        goes back to where the person was."""
+        p = self.controller.project
+        last = self.settings.project_state(p.root).get("image") if p is not None else None
+        if isinstance(last, str) and last in ids:
+            return [last, *(i for i in ids if i != last)]
+        return ids
+
+    def _open_recent(self, path: str) -> None:
+        if not Path(path).is_dir():
+            self.settings.remove_recent(path)
+            self._on_problem("", f"{path} is no longer there; it was taken off the recent list.")
+            return
+        self.ops.open_project(Path(path))
+
+    def _on_brush_radius(self, radius: float) -> None:
         self.tool_options.set_brush_radius(radius)
+        self._show_brush_size(radius)
+        self._remember("brush", float(radius))
+
+    def _show_brush_size(self, radius: float) -> None:
+        """The brush size in image pixels (the circle on the canvas is in screen pixels)."""
+        self.brush_label.setText(f"brush {brush_width_px(radius)} px")
 
     def _undo(self) -> None:
         if self.controller.session is not None:
@@ -354,7 +554,9 @@ class MainWindow(QMainWindow):
         if s is not None:
             import numpy as np
 
-            self.canvas.replace_label(np.zeros_like(s.label), "Clear label")
+            # What the eraser writes: background, or void in a project without one.
+            self.canvas.replace_label(np.full_like(s.label, self.canvas.eraser_value()),
+                                      "Clear label")
 
     def _set_overlay_visible(self, on: bool) -> None:
         self.canvas.set_overlay_visible(on)
@@ -388,8 +590,10 @@ class MainWindow(QMainWindow):
             self.image_list.set_note(image_id, text)
 
     def _show_message(self, level: str, text: str) -> None:
-        box = {"info": QMessageBox.information, "warning": QMessageBox.warning,
-               "error": QMessageBox.critical}[level]
+        if level == "info":  # a remark on a key press: the status bar, not a box to click
+            self.statusBar().showMessage(text, 8000)
+            return
+        box = {"warning": QMessageBox.warning, "error": QMessageBox.critical}[level]
         # Deferred so a message raised inside a signal handler never re-enters it.
         QTimer.singleShot(0, lambda: box(self, "FCN Studio", text))
 
@@ -405,7 +609,7 @@ class MainWindow(QMainWindow):
         if not self.finetune.confirm_close() or not self.ops.confirm_close():
             event.ignore()
             return
-        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.save_layout()
         self.settings.sync()
         self.ops.release_lock()
         self.controller.shutdown()
@@ -414,19 +618,37 @@ class MainWindow(QMainWindow):
     def start_model(self, spec: ModelSpec) -> None:
         self.controller.set_model(spec)
 
+    def save_layout(self) -> None:
+        """Remember the dock layout, and the window's size and place for this screen."""
+        self.settings.save_screen_geometry(screen_key(self.screen()), self.saveGeometry())
+        self.settings.save_dock_state(self.saveState(LAYOUT_VERSION))
+
+    # -- notices: what a person should know, never a box that waits for a click --------------
     def show_first_run_hint(self) -> None:
-        """The loop in four steps, shown once on the sample project."""
-        box = QMessageBox(QMessageBox.Icon.Information, "Welcome to FCN Studio",
-                          "<b>The loop</b><ol>"
-                          "<li><b>Predict</b>: the model segments each image in the background.</li>"
-                          "<li><b>Correct</b>: fix the mask with the brush (B), fill (F), polygon "
-                          "(P) and eraser (E); 1–9 pick a class, [ ] size the brush.</li>"
-                          "<li><b>Save</b>: Ctrl+S, or just move on (PgDn): labels autosave as "
-                          "a PASCAL VOC dataset.</li>"
-                          "<li><b>Fine-tune</b>: train the model on your saved labels so the "
-                          "next predictions need fewer corrections.</li></ol>"
-                          "This sample project has three labelled images to start from.",
-                          parent=self)
-        box.setModal(False)
-        box.open()
-        self._first_run_box = box  # keep a reference while it is shown
+        """The loop in four steps, above the canvas until dismissed."""
+        if self.settings.notice_dismissed(NOTICE_FIRST_RUN):
+            return
+        self.notices.show_notice(
+            NOTICE_FIRST_RUN,
+            "<b>Welcome.</b> The model <b>predicts</b> each image; <b>correct</b> it with the "
+            "brush (B), fill (F), polygon (P) or eraser (E), 1–9 pick a class, [ ] size the "
+            "brush; moving on (PgDn) <b>saves</b> the label as PASCAL VOC; <b>Fine-tune</b> "
+            "(Ctrl+T) trains the model on your saved labels. This sample project has three "
+            "labelled images to start from. <a href=\"shortcuts\">All shortcuts</a>",
+            lambda _href: self.ops.show_shortcuts())
+
+    def _show_weights_notice(self) -> None:
+        if self.settings.notice_dismissed(NOTICE_WEIGHTS):
+            return
+        self.notices.show_notice(
+            NOTICE_WEIGHTS,
+            "The model is an <b>untrained FCN-8s</b>: the ImageNet VGG16 weights (528 MB) are "
+            "not downloaded yet, so predictions start out as noise. "
+            "<a href=\"download\">Download them</a> (Model &gt; ImageNet FCN-8s), or fine-tune "
+            "on your saved labels (Ctrl+T), which trains it.",
+            lambda _href: self.ops.use_imagenet_model(), level="warning")
+        if "weights" in self.alert_label.toolTip():
+            self.alert_label.setText("")  # the notice says it in full
+
+    def _on_notice_dismissed(self, key: str) -> None:
+        self.settings.set_notice_dismissed(key)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QMainWindow, QToolBar
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
+
+from .settings import AppSettings
 
 MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("&File", ("open", "new_project", "import_masks", "-", "save", "export", "-", "quit")),
@@ -14,7 +19,7 @@ MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("&View", ("zoom_in", "zoom_out", "fit", "actual_size", "-", "toggle_overlay", "outline",
                "uncertainty")),
     ("&Navigate", ("prev", "next", "next_uncertain")),
-    ("&Model", ("predict", "-", "finetune", "finetune_dialog", "cancel_training", "-",
+    ("&Model", ("predict", "-", "instant_learning", "undo_learning", "-", "finetune", "finetune_dialog", "cancel_training", "-",
                 "model_imagenet", "model_file", "-", "import_run", "export_job")),
     ("&Help", ("help_shortcuts",)),
 )
@@ -53,3 +58,50 @@ def build_toolbar(window: QMainWindow, actions: dict[str, QAction]) -> QToolBar:
             bar.addAction(actions[name])
     window.addToolBar(bar)
     return bar
+
+
+def build_panels_menu(view: QMenu, docks: list[QDockWidget],
+                      reset_layout: Callable[[], None]) -> QMenu:
+    """View > Panels: a check item per panel (Qt keeps it in step with the panel) and
+    Reset Layout, which puts every panel back where a first start has it."""
+    view.addSeparator()
+    menu = view.addMenu("&Panels")
+    for dock in docks:
+        menu.addAction(dock.toggleViewAction())
+    menu.addSeparator()
+    reset = menu.addAction("&Reset Layout")
+    reset.setStatusTip("Put every panel back where it is on a first start")
+    reset.triggered.connect(lambda _checked=False: reset_layout())
+    return menu
+
+
+def build_recent_menu(file_menu: QMenu, before: QAction, settings: AppSettings,
+                      open_path: Callable[[str], None]) -> QMenu:
+    """File > Open Recent, filled from the settings each time it opens (so a project
+    opened a moment ago is there, and a folder that went away shows as such)."""
+    menu = QMenu("Open &Recent", file_menu)
+    file_menu.insertMenu(before, menu)
+    file_menu.insertSeparator(before)
+
+    def fill() -> None:
+        menu.clear()
+        recent = settings.recent_projects()
+        for n, path in enumerate(recent, start=1):
+            name = Path(path).name or path
+            act = menu.addAction(f"&{n % 10} {name}" if n <= 10 else name)
+            act.setToolTip(path)
+            act.setStatusTip(path)
+            act.setData(path)
+            act.setEnabled(Path(path).is_dir())
+            act.triggered.connect(lambda _checked=False, p=path: open_path(p))
+        if not recent:
+            empty = menu.addAction("No recent projects")
+            empty.setEnabled(False)
+        menu.addSeparator()
+        clear = menu.addAction("&Clear List")
+        clear.setEnabled(bool(recent))
+        clear.triggered.connect(lambda _checked=False: settings.clear_recent())
+
+    menu.aboutToShow.connect(fill)
+    fill()
+    return menu

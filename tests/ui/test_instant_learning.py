@@ -1,0 +1,107 @@
+"""Instant learning in the window: a save teaches the head; the next prediction carries it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcn_studio.model_spec import ModelSpec
+from fcn_studio.ui.main_window import MainWindow
+from tests.synthetic import CLASS_NAMES, synthetic_pair, write_voc
+from tests.ui.conftest import small_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings) -> MainWindow:
+    root = tmp_path / "proj"
+    write_voc(root, n=4, n_val=1)
+    for image_id in ("img001", "img002", "img003"):  # only img000 is labelled
+        (root / "SegmentationClass" / f"{image_id}.png").unlink()
+    w = MainWindow(isolated_settings, device="cpu")
+    qtbot.addWidget(w)
+    w.resize(900, 600)
+    w.show()
+    qtbot.waitExposed(w)
+    with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
+        assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
+    return w
+
+
+def _show_predicted(qtbot, w: MainWindow, image_id: str) -> None:
+    w.ops.show_image(image_id)
+    qtbot.waitUntil(lambda: w.controller.session.prediction is not None
+                    and w.controller.session.prediction.model == w.controller.model.id,
+                    timeout=60_000)
+
+
+def _correct_and_save(qtbot, w: MainWindow, seed: int):
+    """Replace the label by the true one (as a person correcting it would) and save."""
+    _, truth = synthetic_pair(seed)
+    assert w.controller.session.replace(truth, "Correct")
+    with qtbot.waitSignal(w.worker.learned, timeout=120_000) as blocker:
+        w.controller.save_current(force=True)
+    return blocker.args[0]
+
+
+def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(qtbot, window) -> None:
+    w = window
+    before = w.controller.model.id
+    _show_predicted(qtbot, w, "img001")
+    result = _correct_and_save(qtbot, w, seed=1)
+    assert result.images == 1 and not result.rolled_back
+    assert "learned from 1 image" in result.describe()
+    qtbot.waitUntil(lambda: w.controller.model.id == result.model.id, timeout=10_000)
+    after = w.controller.model.id
+    assert after != before and after.head and after.with_head("") == before
+    assert "learned from 1 image" in w.model_label.text() or "head learned" in w.model_label.text()
+    # The next image is predicted by the new head (refreshed from its cached features
+    # if it was predicted ahead), and that identity is what its stored prediction records.
+    _show_predicted(qtbot, w, "img002")
+    assert w.controller.session.prediction.model == after
+    qtbot.waitUntil(lambda: w.controller.project.entry("img002").model_version == after.stored,
+                    timeout=10_000)
+
+
+def test_undo_last_learning_restores_the_model_before(qtbot, window) -> None:
+    w = window
+    before = w.controller.model.id
+    _show_predicted(qtbot, w, "img001")
+    _correct_and_save(qtbot, w, seed=1)
+    qtbot.waitUntil(lambda: w.controller.model.id != before, timeout=10_000)
+    with qtbot.waitSignal(w.worker.learned, timeout=60_000) as blocker:
+        w.actions_["undo_learning"].trigger()
+    assert blocker.args[0].rolled_back
+    qtbot.waitUntil(lambda: w.controller.model.id == before, timeout=10_000)
+    with qtbot.waitSignal(w.worker.learnFailed, timeout=60_000) as failed:
+        w.actions_["undo_learning"].trigger()  # nothing left to undo: said, not a crash
+    assert "Nothing to undo" in failed.args[0]
+
+
+def test_turned_off_a_save_queues_no_learning(qtbot, window) -> None:
+    w = window
+    w.actions_["instant_learning"].setChecked(False)
+    assert not w.worker.instant_enabled
+    _show_predicted(qtbot, w, "img001")
+    _, truth = synthetic_pair(1)
+    w.controller.session.replace(truth, "Correct")
+    with qtbot.waitSignal(w.controller.labelSaved, timeout=60_000):
+        w.controller.save_current(force=True)
+    assert not w.worker._learn_pending  # nothing was queued for the worker
+    assert not w.controller.model.id.head
+
+
+def test_a_label_with_an_unknown_class_is_refused_with_the_reason(qtbot, window) -> None:
+    w = window
+    _show_predicted(qtbot, w, "img001")
+    bad = np.full(w.controller.session.shape, 9, np.uint8)  # the model has 3 classes
+    with qtbot.waitSignal(w.worker.learnFailed, timeout=60_000) as failed:
+        w.worker.learn("img001", w.controller.project.entry("img001").image_path, bad)
+    assert "class id 9" in failed.args[0] and "3 classes" in failed.args[0]
+    assert not w.controller.model.id.head
