@@ -6,6 +6,12 @@ colours are kept by class *name* in ``.fcn_studio/class_colors.json``, so they
 follow a class through reorders and survive edits of ``class_names.txt`` made
 outside the app.
 
+The same file says whether class 0 is *background*. In a VOC project it is: it is
+drawn see-through and the eraser writes it. A CamVid or Cityscapes project has no
+background class (CamVid's class 0 is Sky): every class is drawn and the eraser
+writes void (255). :data:`PRESETS` holds those datasets' class lists, colours and
+void ids for the class-id import.
+
 Deleting or reordering a class changes the ids stored in saved labels. Such an
 edit is planned first (:meth:`ClassSet.delete`, :meth:`ClassSet.move` return a
 :class:`ClassChange` with an id lookup table and the labels it touches) and then
@@ -68,9 +74,16 @@ class ClassChange:
 
 
 class ClassSet:
-    """Ordered class names with optional custom display colours."""
+    """Ordered class names with optional custom display colours.
 
-    def __init__(self, names: Iterable[str], colors: Mapping[str, RGB] | None = None) -> None:
+    ``has_background``: class 0 means "nothing here" (VOC), so it is drawn
+    see-through and the eraser writes it; False for datasets whose class 0 is a
+    real class, where the eraser writes void.
+    """
+
+    def __init__(self, names: Iterable[str], colors: Mapping[str, RGB] | None = None,
+                 has_background: bool = True) -> None:
+        self.has_background = bool(has_background)
         self._names: list[str] = []
         for name in names:
             self._names.append(self._checked(name, len(self._names)))
@@ -96,15 +109,17 @@ class ClassSet:
         names = voc.read_class_names(root)
         path = root / APP_DIR / COLORS_FILE
         colors: dict[str, RGB] = {}
+        has_background = True
         problem = None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            colors = {str(n): _rgb(c) for n, c in data["colors"].items()}
+            colors = {str(n): _rgb(c) for n, c in data.get("colors", {}).items()}
+            has_background = _flag(data.get("has_background", True), "has_background")
         except FileNotFoundError:
             pass
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            problem = f"{path}: custom class colours ignored ({exc})"
-        classes = cls(names, colors)
+            problem = f"{path}: custom class colours and background setting ignored ({exc})"
+        classes = cls(names, colors, has_background)
         if problem:
             classes.warnings.append(problem)
         return classes
@@ -118,9 +133,10 @@ class ClassSet:
         root = Path(root)
         voc.write_class_names(root, self._names)
         path = root / APP_DIR / COLORS_FILE
-        if self._colors or path.exists():
+        if self._colors or not self.has_background or path.exists():
             colors = {n: list(c) for n, c in self._colors.items()}
-            atomic_write_text(path, json.dumps({"schema": 1, "colors": colors}, indent=1) + "\n")
+            data = {"schema": 1, "colors": colors, "has_background": self.has_background}
+            atomic_write_text(path, json.dumps(data, indent=1) + "\n")
         if labelmap:
             voc.write_labelmap(root, self._names)
 
@@ -138,6 +154,16 @@ class ClassSet:
 
     def index(self, name: str) -> int:
         return self._names.index(name)
+
+    @property
+    def eraser_value(self) -> int:
+        """What the eraser (and Clear Label) writes: background, or void without one."""
+        return 0 if self.has_background else VOID
+
+    @property
+    def transparent_ids(self) -> frozenset[int]:
+        """Ids drawn see-through on the canvas: the background class, if there is one."""
+        return frozenset({0}) if self.has_background else frozenset()
 
     def color(self, i: int) -> RGB:
         """Display colour of class ``i`` (or of 255, void)."""
@@ -314,11 +340,17 @@ class ClassSet:
         return name
 
 
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
 def _rgb(color: Iterable[int]) -> RGB:
     values = tuple(int(v) for v in color)
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
         raise ValueError(f"a colour is three values 0..255, not {values}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _identity() -> np.ndarray:
@@ -353,3 +385,46 @@ def _stage(dest: Path, writer: Callable[[IO[bytes]], object]) -> Path:
             os.unlink(tmp)
         raise
     return Path(tmp)
+
+
+# -- dataset presets for the class-id import ------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """A class-id dataset's own class list, colours and void id."""
+
+    key: str
+    title: str
+    names: tuple[str, ...]
+    colors: tuple[RGB, ...]
+    void_id: int | None
+    has_background: bool
+
+    def class_set(self) -> ClassSet:
+        """The project's class set: these names, colours and background setting."""
+        return ClassSet(self.names, dict(zip(self.names, self.colors, strict=True)),
+                        self.has_background)
+
+
+# SegNet's 11-class CamVid (the common benchmark version); 11 is "Unlabelled".
+CAMVID = DatasetPreset(
+    "camvid", "CamVid (11 classes, void 11)",
+    ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+     "Pedestrian", "Bicyclist"),
+    ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+     (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)),
+    void_id=11, has_background=False)
+
+# Cityscapes trainIds (the 19 evaluated classes, cityscapesScripts' labels.py); 255 ignored.
+CITYSCAPES = DatasetPreset(
+    "cityscapes", "Cityscapes trainIds (19 classes, void 255)",
+    ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+     "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus",
+     "train", "motorcycle", "bicycle"),
+    ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+     (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+     (0, 80, 100), (0, 0, 230), (119, 11, 32)),
+    void_id=255, has_background=False)
+
+PRESETS: dict[str, DatasetPreset] = {p.key: p for p in (CAMVID, CITYSCAPES)}

@@ -132,6 +132,7 @@ def better(new: ModelVersion, old: ModelVersion | None) -> bool:
     (``before``), both scores are on the same images; otherwise ``old``'s own score."""
     if not new.usable or new.mean_iou is None:
         return False
+    reference: float | None
     if new.before_mean_iou is not None and (old is None or new.base == old.id):
         reference = new.before_mean_iou
     else:
@@ -208,7 +209,8 @@ class VersionStore:
         raise VersionError(self.runs_dir, "cannot create a run folder")
 
     def publish(self, run_dir: Path, base: str, status: str, class_names: Sequence[str],
-                events: list[dict[str, Any]] | None = None, *, move: bool = True) -> ModelVersion | None:
+                events: Sequence[dict[str, Any]] | None = None, *,
+                move: bool = True) -> ModelVersion | None:
         """Turn a finished (or cancelled, timed-out, failed) run into the next version.
 
         Takes best.pt, else last.pt; returns None when neither is usable. ``events``
@@ -224,7 +226,7 @@ class VersionStore:
         chosen = _pick_checkpoint(run_dir)
         if isinstance(chosen, str):
             return None
-        run = _read_run(run_dir, events)
+        run = _read_run(run_dir, None if events is None else list(events))
         meta = _version_meta(run, run_dir, chosen.stem, base, status,
                              run.classes or [str(n) for n in class_names])
         version = self._store(chosen, meta, move=move)

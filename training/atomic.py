@@ -127,8 +127,10 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = make_temp(path)
     try:
-        kwargs = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-        with os.fdopen(fd, mode, **kwargs) as f:
+        # Text: UTF-8 with "\n" line ends on every platform; binary: neither applies.
+        text = mode == "w"
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None,
+                       newline="\n" if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -111,8 +111,8 @@ def coarse_target(label: np.ndarray, num_classes: int, stride: int,
     # One bincount over (cell, class) pairs: no per-pixel one-hot (C x H x W) in memory.
     rows = (np.arange(gh * stride) // stride)[:, None] * gw
     cells = rows + (np.arange(gw * stride) // stride)[None, :]
-    counts = np.bincount((cells * (c + 1) + lab).ravel(), minlength=gh * gw * (c + 1))
-    counts = torch.from_numpy(counts.reshape(gh, gw, c + 1).transpose(2, 0, 1).astype(np.float32))
+    flat = np.bincount((cells * (c + 1) + lab).ravel(), minlength=gh * gw * (c + 1))
+    counts = torch.from_numpy(flat.reshape(gh, gw, c + 1).transpose(2, 0, 1).astype(np.float32))
     nonvoid = counts[:c].sum(0)
     shares = counts[:c] / nonvoid.clamp_min(1)
     weight = nonvoid / float(stride * stride)

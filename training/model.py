@@ -213,12 +213,20 @@ class FCN(nn.Module):
                     # Zero scores: a new head starts by predicting nothing, and the
                     # skips start as no-ops, as in the reference solvers.
                     nn.init.zeros_(module.weight)
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
                 elif isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
                 elif isinstance(module, nn.BatchNorm2d):
                     module.reset_parameters()
+
+    def _layer(self, name: str) -> nn.Module:
+        """A layer that exists only in some architectures (set with setattr)."""
+        layer = getattr(self, name)
+        assert isinstance(layer, nn.Module)
+        return layer
 
     def _skip(self, name: str, features: Tensor, like: Tensor) -> Tensor:
         """Score a pooled feature map and crop it to the upsampled blob ``like``."""
@@ -259,11 +267,11 @@ class FCN(nn.Module):
         h = self.score_fr(feats["fc7"])  # 1/32
         if self.config.arch == "fcn32s":
             return h
-        h = self.upscore2(h)  # 1/16
+        h = self._layer("upscore2")(h)  # 1/16
         h = h + self._skip("score_pool4", feats["pool4"], h)
         if self.config.arch == "fcn16s":
             return h
-        h = self.upscore_pool4(h)  # 1/8
+        h = self._layer("upscore_pool4")(h)  # 1/8
         return h + self._skip("score_pool3", feats["pool3"], h)
 
     @property

@@ -108,8 +108,10 @@ def _checked_names(names: list[str], source: str | Path) -> list[str]:
             raise DataError(source, f"class {i} has an empty name (blank line {i + 1})")
         if name == IGNORE_NAME:
             raise DataError(source, f"{IGNORE_NAME!r} may only be the first line (void)")
-    seen: set[str] = set()
-    dupes = sorted({n for n in names if n in seen or seen.add(n)})
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    dupes = sorted(n for n, k in counts.items() if k > 1)
     if dupes:
         raise DataError(source, f"duplicate class names: {', '.join(dupes)}")
     if len(names) > MAX_CLASSES:
