@@ -1,6 +1,6 @@
 """The project: one VOC dataset folder plus the app's hidden state beside it.
 
-Layout (DESIGN.md, "Project = dataset folder, VOC layout")::
+Layout (ARCHITECTURE.md, "Project = dataset folder")::
 
     JPEGImages/<id>.<ext>              images, copied in as they are
     SegmentationClass/<id>.png         saved labels ("final"), VOC palette PNGs

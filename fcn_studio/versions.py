@@ -9,7 +9,7 @@ Layout, under ``Project.models_dir``::
 
 A version folder appears whole or not at all: model.pt and meta.json are written
 into a hidden temp folder beside the versions, which is then renamed to vNNN
-(DESIGN.md, "Writes are atomic"). No Qt and no torch here: metrics come from the
+(ARCHITECTURE.md, "Writes are atomic"). No Qt and no torch here: metrics come from the
 run's history.json and JSON events, and a checkpoint is only checked to be a
 complete zip file with a pickle in it (what ``torch.save`` writes), never loaded.
 """

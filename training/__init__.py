@@ -1,6 +1,6 @@
 """FCN Studio's shared engine: FCN models, VOC data, training, prediction, evaluation.
 
-This package never imports Qt or the desktop app (see DESIGN.md). Importing it
+This package never imports Qt or the desktop app (ARCHITECTURE.md, "Arrows"). Importing it
 is cheap: torch is only loaded by the submodules that need it.
 """
 

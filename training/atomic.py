@@ -1,7 +1,7 @@
 """Atomic file writes: a temp file in the same folder, fsync, then os.replace.
 
 A crash, a kill or a full disk leaves either the old file or the new one, never a
-torn mix (DESIGN.md, "Writes are atomic").
+torn mix (ARCHITECTURE.md, "Writes are atomic").
 
 Permissions: ``tempfile.mkstemp`` creates its file with mode 0600 whatever the
 umask, and ``os.replace`` keeps that mode, so without care every label, list and

@@ -2,7 +2,7 @@
 
 A checkpoint is a plain dict of tensors and JSON-like values, so it loads with
 ``torch.load(..., weights_only=True)``: nothing is unpickled but data. It holds
-everything needed to use the model without outside knowledge (DESIGN.md):
+everything needed to use the model without outside knowledge (ARCHITECTURE.md, "Checkpoints"):
 architecture, backbone, alignment, class names, palette, input normalisation,
 training config, metrics, parent version and creation time.
 

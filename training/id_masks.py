@@ -3,7 +3,7 @@
 Such datasets store one mask per image whose pixel values are class ids, with a
 class list beside them and one id reserved for "unlabelled". The import copies
 the images unchanged, maps the void id to 255 and saves each mask as a VOC
-palette PNG, so the result reads like any other project (DESIGN.md, "Import").
+palette PNG, so the result reads like any other project (ARCHITECTURE.md, "Import").
 """
 
 from __future__ import annotations

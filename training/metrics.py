@@ -4,7 +4,7 @@ numpy only (no torch), so the desktop app can import it cheaply.
 
 The confusion matrix is accumulated over a whole set, never averaged per image:
 rows are the true class, columns the predicted class, and void pixels (255, or
-any truth outside ``0..C-1``) are dropped. From it (DESIGN.md, "Metrics")::
+any truth outside ``0..C-1``) are dropped. From it (ARCHITECTURE.md, "Metrics")::
 
     pixel acc = diag.sum / hist.sum
     mean acc  = nanmean(diag / hist.sum(1))

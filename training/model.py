@@ -2,7 +2,7 @@
 
 Layer names are the reference ones (``conv1_1`` ... ``fc7``, ``score_fr``,
 ``score_pool4``, ``upscore2`` ...), so pytorch-fcn and Caffe-converted state dicts
-load with a plain ``load_state_dict``. Two alignments (DESIGN.md, "FCN-8s: facts"):
+load with a plain ``load_state_dict``. Two alignments (ARCHITECTURE.md, "FCN-8s alignments"):
 
 - ``reference``: exactly the published network: conv1_1 pads by 100, fc6 has no
   padding, and Caffe's crop offsets line the skips up. Any input size works.

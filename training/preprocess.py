@@ -2,7 +2,7 @@
 
 torchvision's ImageNet weights expect RGB scaled to [0, 1] then ImageNet mean/std;
 Caffe-converted FCN weights (pytorch-fcn, fcn.berkeleyvision.org) expect BGR in
-0..255 minus the per-channel mean (DESIGN.md, "Preprocessing depends on the weights").
+0..255 minus the per-channel mean (ARCHITECTURE.md, "Preprocessing").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A PASCAL VOC segmentation dataset folder: class lists, label PNGs, split lists.
 
-Layout (DESIGN.md, "Project = dataset folder")::
+Layout (ARCHITECTURE.md, "Project = dataset folder")::
 
     JPEGImages/<id>.<ext>                      images (any readable type, usually .jpg)
     SegmentationClass/<id>.png                 palette PNGs, VOC colormap, 255 = void
