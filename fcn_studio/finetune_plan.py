@@ -27,7 +27,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from .model_spec import ModelSpec
 from .project_state import split_score
+from .versions import ModelVersion, VersionStore
 
 DEFAULT_LR: Final[float] = 1e-4
 CPU_BUDGET_S: Final[float] = 600.0
@@ -302,11 +304,15 @@ class FinetunePlan:
         list means no validation, never the data's val split); without them the
         data folder's split lists are used (an exported job writes the plan's split
         there). ``init``, ``device``, ``parent``: override the plan's (an exported
-        job starts from its copy ``base.pt``, on whatever device the server has).
+        job starts from its copy ``base.pt``, on whatever device the server has;
+        ``parent=""`` records no parent).
         ``workers`` None: the engine's default.
         """
         args = ["--init", init or self.base.init, "--lr", f"{self.options.lr:g}",
-                "--device", device or self.options.device, "--parent", parent or self.base.parent]
+                "--device", device or self.options.device]
+        recorded = self.base.parent if parent is None else parent
+        if recorded:  # "" records none
+            args += ["--parent", recorded]
         if self.options.batch_size is not None:
             args += ["--batch-size", str(self.options.batch_size)]
         if workers is not None:
@@ -353,3 +359,35 @@ def make_plan(options: FinetuneOptions, *, labelled: Sequence[str], split_of: Sp
 def train_argv(data: str | Path, out: str | Path, args: Sequence[str]) -> list[str]:
     """The whole command line after ``train``: ``DATA --out RUN --json ARGS``."""
     return [str(data), "--out", str(out), *([] if "--json" in args else ["--json"]), *args]
+
+
+def startup_spec(project: Any) -> ModelSpec:
+    """The model a project opens with: its current version (what its last fine-tune
+    made), else ImageNet FCN-8s (the labelling controller falls back to an untrained
+    FCN-8s when those weights are not on disk). Always with this project's classes,
+    never another project's model. ``project``: a Project (``models_dir``, ``classes``)."""
+    names = tuple(project.classes.names)
+    cur = VersionStore(project.models_dir).current()
+    if cur is not None and cur.broken is None:
+        return ModelSpec.of_version(cur.id, cur.checkpoint, names, project.models_dir)
+    return ModelSpec.imagenet(names)
+
+
+def base_model(choice: str, *, current: ModelVersion | None, spec: ModelSpec | None = None,
+               spec_classes: Sequence[str] | None = None) -> BaseModel:
+    """The base a choice names: "imagenet"; a checkpoint path; "current": the project's
+    current version, else the model in use (``spec``, with the classes it reported),
+    else ImageNet when that is in use, else an untrained FCN-8s ("scratch")."""
+    if choice == "imagenet":
+        return BaseModel.imagenet()
+    if choice != "current":
+        return BaseModel.file(choice)
+    if current is not None and current.broken is None:
+        names = tuple(current.class_names) or None
+        return BaseModel(current.id, str(current.checkpoint), names)
+    if spec is not None and spec.kind in ("file", "version") and spec.path:
+        names = tuple(spec_classes) if spec_classes is not None else None
+        return BaseModel(spec.version or Path(spec.path).name, spec.path, names)
+    if spec is not None and spec.kind == "imagenet":
+        return BaseModel.imagenet()
+    return BaseModel.scratch()

@@ -8,8 +8,12 @@
       README.txt   how to run it, and how to bring run/ back into the app
 
 The job trains with the same engine as the app (``python -m training train``),
-under torchrun when there is more than one GPU (DESIGN.md, "Scale-out"). The run
-folder it writes (``run/``) comes back with Import run (``VersionStore.import_run``).
+under torchrun when there is more than one GPU: DistributedDataParallel, one
+process per GPU, only rank 0 writes the run folder. Its images, split and
+arguments come from the same fine-tune plan as a run in the app
+(:mod:`fcn_studio.finetune_plan`), and every path in it is relative to the job
+folder, so it can be copied anywhere. The run folder it writes (``run/``) comes
+back with Import run (``VersionStore.import_run``).
 Qt-free and torch-free.
 """
 
@@ -19,6 +23,7 @@ import json
 import shlex
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,22 +31,33 @@ from training import voc
 from training.atomic import atomic_write_text
 from training.errors import DataError
 
+from .finetune_plan import BaseModel, FinetuneOptions, FinetunePlan, make_plan, train_argv
 from .versions import now_iso
 
 JOB_FORMAT: Final = "fcn-studio-training-job"
 DATA_DIR: Final = "data"
 RUN_DIR: Final = "run"
 BASE_FILE: Final = "base.pt"
+DEFAULT_EPOCHS: Final = 50
+DEFAULT_BATCH: Final = 16
 
 
-def engine_args(*, epochs: int, batch_size: int, init: str, parent: str | None = None,
-                extra_args: Sequence[str] = ()) -> list[str]:
-    """The ``train`` command's arguments, relative to the job folder."""
-    args = [DATA_DIR, "--out", RUN_DIR, "--json", "--init", init, "--epochs", str(epochs),
-            "--batch-size", str(batch_size)]
-    if parent:
-        args += ["--parent", parent]
-    return args + list(extra_args)
+@dataclass(frozen=True)
+class ExportChoice:
+    """What Export Training Job asks: where, on how many GPUs, how long, what batch."""
+
+    folder: Path
+    gpus_per_node: int = 1
+    nodes: int = 1
+    epochs: int | None = DEFAULT_EPOCHS
+    time_limit_s: float | None = None
+    batch_size: int = DEFAULT_BATCH
+
+    def options(self) -> FinetuneOptions:
+        """The fine-tune options of the job: the current model, on the server's device."""
+        return FinetuneOptions(base="current", epochs=None if self.time_limit_s else self.epochs,
+                               time_limit_s=self.time_limit_s, batch_size=self.batch_size,
+                               device="auto")
 
 
 def torchrun_command(args: Sequence[str], gpus_per_node: int, nodes: int) -> list[str]:
@@ -112,51 +128,93 @@ def _readme(summary: str, gpus_per_node: int, nodes: int, has_base: bool) -> str
     )
 
 
-def export_training_job(project: Any, dest: Path, *, epochs: int, batch_size: int,
-                        gpus_per_node: int = 1, nodes: int = 1, base_checkpoint: Path | None = None,
-                        parent: str | None = None, extra_args: Sequence[str] = ()) -> Path:
-    """Write a self-contained training job folder at ``dest`` (new or empty) and return it.
+def _labelled(project: Any) -> list[str]:
+    return [i for i in project.ids if project.state_of(i) in ("saved", "corrected")
+            and project.label_path(i).is_file()]
 
-    ``project`` is a Project (``root``, ``ids``, ``state_of``, ``label_path``,
-    ``classes.names``, ``flush``); its saved labels are the training data.
-    ``parent`` is recorded in the checkpoint (the base version's id).
-    ``extra_args`` go to the training command as they are (e.g. ``--lr 1e-4``).
+
+def _plan_for(project: Any, epochs: int | None, time_limit_s: float | None,
+              batch_size: int | None, base_checkpoint: Path | None, parent: str | None,
+              extra_args: Sequence[str]) -> FinetunePlan:
+    base = (BaseModel.file(base_checkpoint, parent=parent) if base_checkpoint is not None
+            else BaseModel.imagenet())
+    options = FinetuneOptions(epochs=epochs, time_limit_s=time_limit_s, batch_size=batch_size,
+                              extra_args=tuple(extra_args))
+    return make_plan(options, labelled=_labelled(project), split_of=lambda i: project.entry(i).split,
+                     base=base, class_names=project.classes.names, devices=("cuda",))
+
+
+def export_training_job(project: Any, dest: Path, plan: FinetunePlan | None = None, *,
+                        epochs: int | None = None, time_limit_s: float | None = None,
+                        batch_size: int | None = None, gpus_per_node: int = 1, nodes: int = 1,
+                        base_checkpoint: Path | None = None, parent: str | None = None,
+                        extra_args: Sequence[str] = ()) -> Path:
+    """Write a self-contained training job folder at ``dest`` (new or empty; created
+    with its parents) and return it.
+
+    ``plan`` (:mod:`fcn_studio.finetune_plan`) decides the images, their split, the
+    duration and the arguments, as for a fine-tune in the app; without one it is
+    made from ``epochs`` or ``time_limit_s``, ``batch_size`` and ``extra_args``.
+    ``project`` is a Project (``root``, ``ids``, ``state_of``, ``entry``,
+    ``label_path``, ``classes.names``, ``flush``); its saved labels are the
+    training data. ``base_checkpoint`` is copied in as ``base.pt`` (else the job
+    starts from ImageNet); ``parent`` (the base version's id) is recorded in the
+    checkpoint. Every path in the job is relative to its folder.
     """
-    if epochs < 1 or batch_size < 1 or gpus_per_node < 1 or nodes < 1:
-        raise ValueError("epochs, batch_size, gpus_per_node and nodes must be at least 1")
+    if gpus_per_node < 1 or nodes < 1:
+        raise ValueError("gpus_per_node and nodes must be at least 1")
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DataError(dest, "the job folder must be new or empty")
     if base_checkpoint is not None and not Path(base_checkpoint).is_file():
         raise DataError(base_checkpoint, "missing: the model to start from")
     project.flush()
-    names = [str(n) for n in project.classes.names]
-    ids = [i for i in project.ids if project.state_of(i) in ("saved", "corrected")
-           and project.label_path(i).is_file()]
-    if not ids:
-        raise DataError(project.root, "nothing to train on: no image has a saved label yet")
+    if plan is None:
+        if not _labelled(project):
+            raise DataError(project.root, "nothing to train on: no image has a saved label yet")
+        plan = _plan_for(project, epochs, time_limit_s, batch_size, base_checkpoint, parent,
+                         extra_args)
+    names = list(plan.class_names)
+    ids = sorted(plan.train_ids + plan.val_ids)
+    missing = [i for i in ids if not project.label_path(i).is_file()]
+    if not ids or missing:
+        raise DataError(project.root, "nothing to train on: no image has a saved label yet"
+                        if not ids else f"no saved label for {missing[0]}")
     dest.mkdir(parents=True, exist_ok=True)
     data = dest / DATA_DIR
     exported = voc.export_voc(project.root, data, names, ids)
-    splits = {s: voc.read_split(data, s) for s in ("train", "val")}
+    # The plan's split, the one a fine-tune in the app uses: the job validates on the
+    # images the project validates on.
+    splits = {"train": list(plan.train_ids), "val": list(plan.val_ids)}
+    for name, listed in (*splits.items(), ("trainval", ids)):
+        voc.write_split(data, name, listed)
     init = "imagenet"
     if base_checkpoint is not None:
         shutil.copyfile(base_checkpoint, dest / BASE_FILE)
         init = BASE_FILE
-    args = engine_args(epochs=epochs, batch_size=batch_size, init=init, parent=parent,
-                       extra_args=extra_args)
+    elif plan.base.init not in ("imagenet", "scratch"):
+        raise DataError(Path(plan.base.init), "the job needs this base model's file: "
+                                              "pass it as base_checkpoint")
+    else:
+        init = plan.base.init
+    job_parent = parent or (plan.base.parent if plan.base.parent.startswith("v") else None)
+    args = train_argv(DATA_DIR, RUN_DIR, plan.train_args(init=init, device="auto", workers=None,
+                                                         parent=job_parent or ""))
     gpus = gpus_per_node * nodes
+    batch = plan.options.batch_size
     summary = (f"{len(splits['train'])} training and {len(splits['val'])} validation images, "
-               f"{len(names)} classes, {epochs} epochs, batch {batch_size} per GPU, "
-               f"{gpus} GPU{'s' if gpus > 1 else ''}"
+               f"{len(names)} classes, {plan.duration.describe()}, "
+               + (f"batch {batch} per GPU, " if batch else "")
+               + f"{gpus} GPU{'s' if gpus > 1 else ''}"
                + (f" on {nodes} nodes" if nodes > 1 else ""))
     job: dict[str, Any] = {
-        "format": JOB_FORMAT, "format_version": 1, "created": now_iso(),
-        "project": str(Path(project.root).resolve()), "class_names": names, "images": len(exported),
-        "train_ids": splits["train"], "val_ids": splits["val"], "epochs": epochs,
-        "batch_size": batch_size, "gpus_per_node": gpus_per_node, "nodes": nodes,
-        "base": Path(base_checkpoint).name if base_checkpoint is not None else "imagenet",
-        "parent": parent, "args": args, "command": torchrun_command(args, gpus_per_node, nodes),
+        "format": JOB_FORMAT, "format_version": 2, "created": now_iso(),
+        "project_name": Path(project.root).name, "class_names": names, "images": len(exported),
+        "data": DATA_DIR, "run": RUN_DIR, "train_ids": splits["train"], "val_ids": splits["val"],
+        "epochs": plan.duration.epochs, "time_limit_s": plan.duration.time_limit_s,
+        "batch_size": batch, "gpus_per_node": gpus_per_node, "nodes": nodes,
+        "base": BASE_FILE if base_checkpoint is not None else init,
+        "parent": job_parent, "args": args, "command": torchrun_command(args, gpus_per_node, nodes),
     }
     atomic_write_text(dest / "job.json", json.dumps(job, indent=1) + "\n")
     run_sh = dest / "run.sh"

@@ -1,23 +1,21 @@
-"""The fine-tuning options dialog, and the one-click defaults behind the Fine-tune button.
+"""The fine-tuning options dialog.
 
 The dialog is given plain values (the current version id, how many labels are
 saved, the project's classes, the current model's classes, the devices there
-are) and returns a plain dict from ``options()``; it starts nothing itself.
-Whatever would make a run pointless or surprising is checked here, before OK:
-no saved label disables OK with the reason, a base model whose classes differ
-from the project's needs an explicit "new score layers" tick, and very few
-images get a warning.
-
-``options()`` keys: ``base`` ("current" | "imagenet" | a checkpoint path),
-``epochs`` (int, or None when a time budget is used), ``time_limit_s`` (float,
-or None when epochs are used), ``lr``, ``device`` ("auto" | "cpu" | "cuda" |
-"mps" | ...), ``val_share`` (0.0..0.5), ``reinit_classes`` (bool).
+are, the project's train/val counts) and returns
+:class:`~fcn_studio.finetune_plan.FinetuneOptions` from ``options()``; it starts
+nothing itself. Its defaults, the split it previews and the class check are the
+fine-tune plan's (:mod:`fcn_studio.finetune_plan`), the same as the one-click
+button's. Whatever would make a run pointless or surprising is checked here,
+before OK: no saved label disables OK with the reason, a base model whose
+classes differ from the project's needs an explicit "new score layers" tick, and
+very few images get a warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -36,15 +34,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..finetune_plan import (
+    CPU_BUDGET_S,
+    DEFAULT_LR,
+    FEW_IMAGES,
+    FinetuneOptions,
+    class_mismatch,
+    default_epochs,
+    default_options,
+    n_val_for,
+)
 from .icons import icon
 
-DEFAULT_EPOCHS: Final[int] = 20
-DEFAULT_MINUTES: Final[int] = 10
-DEFAULT_LR: Final[float] = 1e-4
 LEARNING_RATES: Final[tuple[float, ...]] = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 DEFAULT_VAL_PERCENT: Final[int] = 20
-FEW_IMAGES: Final[int] = 5
-"""Fewer saved labels than this get a warning (overfitting, a noisy score)."""
+"""The share offered when the project's own split is not used."""
 
 ClassReader = Callable[[str], "list[str] | None"]
 """checkpoint path -> its class names, or None when they cannot be read."""
@@ -52,48 +56,10 @@ FilePicker = Callable[[QWidget], "str | None"]
 """parent -> a chosen checkpoint path, or None when cancelled."""
 
 
-def has_accelerator(devices: Sequence[str]) -> bool:
-    return any(d.startswith(("cuda", "mps")) for d in devices)
-
-
-def class_mismatch(base: Sequence[str] | None, project: Sequence[str]) -> str | None:
-    """Why ``base``'s classes are not the project's, or None when they match (or are unknown)."""
-    if base is None or list(base) == list(project):
-        return None
-    if sorted(base) == sorted(project):
-        return "the base model has the project's classes in a different order"
-    new = [c for c in project if c not in base]
-    gone = [c for c in base if c not in project]
-    parts = [f"the base model has {len(base)} classes, the project {len(project)}"]
-    if new:
-        parts.append("new: " + ", ".join(new))
-    if gone:
-        parts.append("not in the project: " + ", ".join(gone))
-    return "; ".join(parts)
-
-
 def split_counts(labelled: int, val_share: float) -> tuple[int, int]:
-    """About how many (training, validation) images a share gives; training keeps at least one."""
-    val = min(round(labelled * val_share), max(labelled - 1, 0))
+    """How many (training, validation) images a share gives; training keeps at least one."""
+    val = n_val_for(labelled, val_share)
     return labelled - val, val
-
-
-def default_options(current_version: str | None, devices: Sequence[str]) -> dict[str, Any]:
-    """The one-click settings: the current model (else ImageNet), lr 1e-4, 20 % validation.
-
-    With a GPU the run is 20 epochs; on a CPU only a 10-minute time budget, so a
-    click never means an hour of a busy laptop.
-    """
-    gpu = has_accelerator(devices)
-    return {
-        "base": "current" if current_version else "imagenet",
-        "epochs": DEFAULT_EPOCHS if gpu else None,
-        "time_limit_s": None if gpu else DEFAULT_MINUTES * 60.0,
-        "lr": DEFAULT_LR,
-        "device": "auto",
-        "val_share": DEFAULT_VAL_PERCENT / 100,
-        "reinit_classes": False,
-    }
 
 
 class FinetuneDialog(QDialog):
@@ -109,8 +75,10 @@ class FinetuneDialog(QDialog):
         base_classes: list[str] | None,
         devices: list[str],
         read_classes: ClassReader | None = None,
+        project_split: tuple[int, int] | None = None,
     ) -> None:
-        """``base_classes``: the current model's classes; ``read_classes`` gives a file's."""
+        """``base_classes``: the current model's classes; ``read_classes`` gives a file's;
+        ``project_split``: (training, validation) images of the project's split lists."""
         super().__init__(parent)
         self.setWindowTitle("Fine-tune the model")
         self.setWindowIcon(icon("finetune"))
@@ -122,7 +90,10 @@ class FinetuneDialog(QDialog):
         self._file_classes: list[str] | None = None
         # Replaceable so tests (and scripted use) never block in a modal file dialog.
         self.pick_file: FilePicker = _dialog_pick_file
-        defaults = default_options(current_version, devices)
+        self._project_split = project_split
+        n_train = project_split[0] if project_split else split_counts(
+            labelled, DEFAULT_VAL_PERCENT / 100)[0]
+        defaults = default_options(current_version, devices, n_train)
 
         self.base_combo = QComboBox()
         if current_version:
@@ -145,12 +116,12 @@ class FinetuneDialog(QDialog):
         self._duration.addButton(self.time_radio)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 1000)
-        self.epochs_spin.setValue(defaults["epochs"] or DEFAULT_EPOCHS)
+        self.epochs_spin.setValue(defaults.epochs or default_epochs(n_train))
         self.minutes_spin = QSpinBox()
         self.minutes_spin.setRange(1, 24 * 60)
         self.minutes_spin.setSuffix(" min")
-        self.minutes_spin.setValue(round((defaults["time_limit_s"] or DEFAULT_MINUTES * 60) / 60))
-        (self.epochs_radio if defaults["epochs"] else self.time_radio).setChecked(True)
+        self.minutes_spin.setValue(round((defaults.time_limit_s or CPU_BUDGET_S) / 60))
+        (self.epochs_radio if defaults.epochs else self.time_radio).setChecked(True)
         duration = QHBoxLayout()
         for w in (self.epochs_radio, self.epochs_spin, self.time_radio, self.minutes_spin):
             duration.addWidget(w)
@@ -169,6 +140,16 @@ class FinetuneDialog(QDialog):
             if d != "auto":  # already the first entry, with what it resolves to
                 self.device_combo.addItem(d, d)
 
+        self.project_split_check = QCheckBox()
+        if project_split is not None:
+            self.project_split_check.setText(
+                f"the project's split: {project_split[0]} for training, "
+                f"{project_split[1]} for validation")
+            self.project_split_check.setToolTip(
+                "ImageSets/Segmentation/train.txt and val.txt: an image that validated one "
+                "version never trains the next, so before/after scores stay comparable")
+            self.project_split_check.setChecked(True)
+        self.project_split_check.setVisible(project_split is not None)
         self.val_spin = QSpinBox()
         self.val_spin.setRange(0, 50)
         self.val_spin.setSuffix(" %")
@@ -200,7 +181,8 @@ class FinetuneDialog(QDialog):
         form.addRow("Duration:", duration)
         form.addRow("Learning rate:", self.lr_combo)
         form.addRow("Device:", self.device_combo)
-        form.addRow("Validation share:", val_row)
+        form.addRow("Validation:", self.project_split_check)
+        form.addRow("Validation share:" if project_split is None else "or a share:", val_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.warning_label)
@@ -213,6 +195,7 @@ class FinetuneDialog(QDialog):
         self.file_button.clicked.connect(self._choose_file)
         self._duration.buttonToggled.connect(self._update)
         self.val_spin.valueChanged.connect(self._update)
+        self.project_split_check.toggled.connect(self._update)
         self.reinit_check.toggled.connect(self._update)
         self._update()
 
@@ -243,38 +226,27 @@ class FinetuneDialog(QDialog):
             return "Tick “Start new score layers” to train the base model on these classes."
         return None
 
-    def options(self) -> dict[str, Any]:
+    def uses_project_split(self) -> bool:
+        return self._project_split is not None and self.project_split_check.isChecked()
+
+    def counts(self) -> tuple[int, int]:
+        """(training, validation) images of the chosen split."""
+        if self.uses_project_split():
+            assert self._project_split is not None
+            return self._project_split
+        return split_counts(self._labelled, self.val_spin.value() / 100)
+
+    def options(self) -> FinetuneOptions:
         by_time = self.time_radio.isChecked()
-        return {
-            "base": self.base(),
-            "epochs": None if by_time else self.epochs_spin.value(),
-            "time_limit_s": self.minutes_spin.value() * 60.0 if by_time else None,
-            "lr": float(self.lr_combo.currentData()),
-            "device": str(self.device_combo.currentData()),
-            "val_share": self.val_spin.value() / 100,
-            "reinit_classes": bool(self.mismatch()) and self.reinit_check.isChecked(),
-        }
-
-    @staticmethod
-    def quick_options(
-        *,
-        current_version: str | None,
-        labelled: int,
-        class_names: list[str],
-        base_classes: list[str] | None,
-        devices: list[str],
-    ) -> dict[str, Any] | None:
-        """The one-click options, or None when a person must decide first (open the dialog).
-
-        None when nothing is labelled yet, or when the current model's classes
-        differ from the project's: a click must never silently drop score layers.
-        """
-        if labelled <= 0:
-            return None
-        opts = default_options(current_version, devices)
-        if opts["base"] == "current" and class_mismatch(base_classes, class_names):
-            return None
-        return opts
+        return FinetuneOptions(
+            base=self.base(),
+            epochs=None if by_time else self.epochs_spin.value(),
+            time_limit_s=self.minutes_spin.value() * 60.0 if by_time else None,
+            lr=float(self.lr_combo.currentData()),
+            device=str(self.device_combo.currentData()),
+            val_share=None if self.uses_project_split() else self.val_spin.value() / 100,
+            reinit_classes=bool(self.mismatch()) and self.reinit_check.isChecked(),
+        )
 
     def accept(self) -> None:
         if self.problem() is None:  # Enter on a disabled OK must not start a run either
@@ -305,8 +277,10 @@ class FinetuneDialog(QDialog):
         self.file_row.setVisible(self.base_combo.currentData() == "file")
         self.epochs_spin.setEnabled(self.epochs_radio.isChecked())
         self.minutes_spin.setEnabled(self.time_radio.isChecked())
-        train, val = split_counts(self._labelled, self.val_spin.value() / 100)
-        self.split_label.setText(f"≈ {train} for training, {val} for validation")
+        self.val_spin.setEnabled(not self.uses_project_split())
+        train, val = self.counts()
+        self.split_label.setText("" if self.uses_project_split()
+                                 else f"≈ {train} for training, {val} for validation")
         warnings = []
         mismatch = self.mismatch()
         if mismatch:

@@ -41,6 +41,7 @@ from .menus import build_menus, build_panels_menu, build_recent_menu, build_tool
 from .models_panel import ModelsPanel
 from .notices import NoticeBar
 from .project_ops import ProjectOps
+from .prompter import DialogPrompter
 from .settings import AppSettings
 from .tool_options import ToolOptionsPanel
 from .training_panel import TrainingPanel
@@ -81,8 +82,10 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.worker = InferenceWorker(device)
         self.controller = Controller(self.worker, self)
-        self.ops = ProjectOps(self)
-        self.finetune = FinetuneController(self)
+        # The controllers get what they use, never the window.
+        self.ops = ProjectOps(self.controller, self.settings, DialogPrompter(self),
+                              opening_order=self.opening_order, parent=self)
+        self.finetune = FinetuneController(self.controller, DialogPrompter(self), self)
         self.canvas = Canvas(self)
         self.notices = NoticeBar()
         self.setCentralWidget(self._central(self.notices, self.canvas))
@@ -334,6 +337,8 @@ class MainWindow(QMainWindow):
         to.overlayVisibleChanged.connect(self.actions_["toggle_overlay"].setChecked)
         to.uncertaintyVisibleChanged.connect(self.actions_["uncertainty"].setChecked)
         ft, job, tp, mp = self.finetune, self.finetune.job, self.training_panel, self.models_panel
+        self.ops.classesChanged.connect(self.refresh_classes)
+        ft.runStarted.connect(lambda plan: (tp.reset(plan), self.show_training_dock()))
         job.started.connect(tp.on_started)
         job.progress.connect(tp.on_progress)
         job.epochFinished.connect(tp.on_epoch)

@@ -1,48 +1,64 @@
-"""The window's dialogs and project-level operations: open, create, import, export,
-class edits, the lock file and the questions asked before closing."""
+"""Project-level operations: open, create, import, export, class edits, the lock
+file and the questions asked before closing.
+
+:class:`ProjectOps` gets what it uses, never the window: the labelling
+controller, the app settings (recent projects), a
+:class:`~fcn_studio.ui.prompter.Prompter` for questions, errors and folders, and
+optionally the order in which a reopened project's images are tried. The model
+a project opens with comes from its own version store
+(:func:`fcn_studio.finetune_plan.startup_spec`). Views learn of class edits from
+``classesChanged``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtCore import QObject, Signal
 
+from ..finetune_plan import startup_spec
 from ..model_spec import ModelSpec
 from .actions import shortcut_table
+from .controller import Controller
+from .prompter import Prompter
+from .settings import AppSettings
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+OpeningOrder = Callable[[list[str]], list[str]]
+"""A project's image ids in list order -> the order to try showing them in."""
 
 
-class ProjectOps:
-    def __init__(self, window: MainWindow) -> None:
-        self.w = window
+class ProjectOps(QObject):
+    classesChanged = Signal()  # the open project's class list was edited
+
+    def __init__(self, controller: Controller, settings: AppSettings, prompter: Prompter,
+                 opening_order: OpeningOrder | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.c = controller
+        self.settings = settings
+        self.prompter = prompter
+        self._opening_order = opening_order or (lambda ids: ids)
         self._lock = None
 
     @property
-    def c(self):
-        return self.w.controller
+    def parent_widget(self):  # QWidget | None: the parent of dialogs of their own
+        return self.prompter.parent_widget
 
     # -- messages -----------------------------------------------------------------------
     def _error(self, text: str) -> None:
-        QMessageBox.critical(self.w, "FCN Studio", text)
+        self.prompter.error("FCN Studio", text)
 
     def _ask(self, text: str, buttons: list[str], default: int = 0) -> int:
         """A question with named buttons; returns the index chosen (-1 when closed)."""
-        box = QMessageBox(QMessageBox.Icon.Question, "FCN Studio", text, parent=self.w)
-        made = [box.addButton(b, QMessageBox.ButtonRole.ActionRole) for b in buttons]
-        box.setDefaultButton(made[default])
-        box.exec()
-        clicked = box.clickedButton()
-        return made.index(clicked) if clicked in made else -1
+        return self.prompter.ask("FCN Studio", text, buttons, default)
 
     # -- opening ----------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.w, "Open a project folder")
-        if folder:
-            self.open_project(Path(folder))
+        folder = self.prompter.choose_folder("Open a project folder")
+        if folder is not None:
+            self.open_project(folder)
 
     def open_project(self, path: Path, model: ModelSpec | None = None) -> bool:
         from training.errors import FCNError
@@ -76,10 +92,11 @@ class ProjectOps:
             if choice != 0:
                 return False
         self.c.set_project(project)
-        self.w.settings.add_recent(project.root)
-        self.c.set_model(model or self.w.finetune.startup_spec(project))
-        # The first image that can be read (unreadable ones are marked in the list).
-        for image_id in self.w.image_list.visible_ids():
+        self.settings.add_recent(project.root)
+        self.c.set_model(model or startup_spec(project))
+        # The image shown last time, else the first one that can be read (unreadable
+        # ones are marked in the list).
+        for image_id in self._opening_order(self.c.neighbours(+1)):  # the list's order
             if self.show_image(image_id):
                 break
         return True
@@ -93,9 +110,9 @@ class ProjectOps:
         return self._create_from_images(folder)
 
     def new_project_dialog(self) -> None:
-        src = QFileDialog.getExistingDirectory(self.w, "Folder of images")
-        if src:
-            self._create_from_images(Path(src))
+        src = self.prompter.choose_folder("Folder of images")
+        if src is not None:
+            self._create_from_images(src)
 
     def _create_from_images(self, src: Path) -> bool:
         from training.errors import FCNError
@@ -112,9 +129,8 @@ class ProjectOps:
             self._error(f"{src} holds no images (.jpg, .png, ...): there is nothing to make a "
                         "project from.")
             return False
-        dest = QFileDialog.getExistingDirectory(self.w, "Empty folder for the new project",
-                                                str(src.parent))
-        if not dest:
+        dest = self.prompter.choose_folder("Empty folder for the new project", str(src.parent))
+        if dest is None:
             return False
         names = self._class_names_for_new_project()
         try:
@@ -124,13 +140,13 @@ class ProjectOps:
             return False
         if skipped:
             listed = "\n".join(f"{p.name}: {why}" for p, why in skipped[:20])
-            QMessageBox.information(self.w, "FCN Studio", f"Skipped {len(skipped)} file(s):\n{listed}")
+            self.prompter.info("FCN Studio", f"Skipped {len(skipped)} file(s):\n{listed}")
         return self.open_project(Path(dest))
 
     def _class_names_for_new_project(self) -> list[str]:
         from .dialogs import ask_class_names
 
-        return ask_class_names(self.w) or ["background", "object"]
+        return ask_class_names(self.parent_widget) or ["background", "object"]
 
     def import_masks_dialog(self) -> None:
         from training.errors import FCNError
@@ -138,7 +154,7 @@ class ProjectOps:
         from ..project import Project
         from .dialogs import ImportMasksDialog
 
-        dlg = ImportMasksDialog(self.w)
+        dlg = ImportMasksDialog(self.parent_widget)
         if not dlg.exec():
             return
         spec = dlg.result_spec()
@@ -176,8 +192,8 @@ class ProjectOps:
     def export_dialog(self) -> None:
         if self.c.project is None:
             return
-        dest = QFileDialog.getExistingDirectory(self.w, "Export the labelled images to")
-        if not dest:
+        dest = self.prompter.choose_folder("Export the labelled images to")
+        if dest is None:
             return
         self.c.flush()
         from training.errors import FCNError
@@ -189,8 +205,8 @@ class ProjectOps:
         except (FCNError, OSError) as exc:
             self._error(f"Export failed:\n{exc}")
             return
-        QMessageBox.information(self.w, "FCN Studio",
-                                f"Exported {len(ids)} labelled images to {dest}.")
+        self.prompter.info("FCN Studio",
+                           f"Exported {len(ids)} labelled images to {dest}.")
 
     # -- images -----------------------------------------------------------------------------
     def show_image(self, image_id: str) -> bool:
@@ -240,15 +256,14 @@ class ProjectOps:
         if self.c.project is not None:
             from .downloads import ensure_imagenet_weights
 
-            if ensure_imagenet_weights(self.w):
+            if self.parent_widget is not None and ensure_imagenet_weights(self.parent_widget):
                 self.c.set_model(ModelSpec.imagenet(self.c.project.classes.names))
 
     def import_model_dialog(self) -> None:
         if self.c.project is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self.w, "Model file", "",
-                                              "PyTorch weights (*.pt *.pth);;All files (*)")
-        if path:
+        path = self.prompter.choose_file("Model file", "PyTorch weights (*.pt *.pth);;All files (*)")
+        if path is not None:
             at_once = self._ask("Is this an at-once FCN-8s (trained in one stage, with the "
                                 "0.01 / 0.0001 skip scaling)?", ["No", "Yes"]) == 1
             self.c.set_model(ModelSpec.file(path, self.c.project.classes.names, at_once))
@@ -267,7 +282,7 @@ class ProjectOps:
         except (FCNError, ValueError, OSError) as exc:
             self._error(str(exc))
             return
-        self.w.refresh_classes()
+        self.classesChanged.emit()
         if remapped:
             self._reload_current()
 
@@ -337,4 +352,4 @@ class ProjectOps:
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td>{a}</td><td><b>{k}</b></td></tr>" for a, k in shortcut_table())
-        QMessageBox.information(self.w, "Keyboard shortcuts", f"<table>{rows}</table>")
+        self.prompter.info("Keyboard shortcuts", f"<table>{rows}</table>")

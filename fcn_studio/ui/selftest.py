@@ -31,8 +31,8 @@ from typing import Any, TextIO
 
 TRAIN_TIMEOUT_S = 240
 """The training child normally needs 5-15 s; a hung child is killed after this."""
-TRAIN_ARGS = ["--init", "scratch", "--fc-channels", "64", "--iters", "2", "--batch-size", "1",
-              "--crop", "48", "--workers", "0", "--device", "cpu", "--seed", "0"]
+TRAIN_EXTRA_ARGS = ("--fc-channels", "64", "--crop", "48", "--seed", "0")
+"""A narrow head on small crops: the run checks the child works, not that it learns."""
 SAMPLE_IMAGE = "street_00"
 
 
@@ -198,6 +198,9 @@ def step_write_label(ctx: Context) -> str:
     return f"palette PNG {w}x{h} with classes 0-7 and void 255 written and read back equal"
 
 
+_TINY_CLASSES = ("background", "square", "stripe")
+
+
 def _tiny_dataset(root: Path) -> list[str]:
     """Two 64x80 images with 3 classes, VOC layout; returns the class names."""
     import numpy as np
@@ -205,7 +208,7 @@ def _tiny_dataset(root: Path) -> list[str]:
 
     from training import voc
 
-    names = ["background", "square", "stripe"]
+    names = list(_TINY_CLASSES)
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClass").mkdir()
     rng = np.random.default_rng(0)
@@ -230,10 +233,20 @@ def _tiny_dataset(root: Path) -> list[str]:
 
 def _train_command(data: Path, out: Path) -> tuple[list[str], dict[str, str], str | None]:
     """The command, environment and working folder, as the Fine-tune action's TrainingJob
-    builds them (it uses QProcess; this uses subprocess and needs no event loop)."""
+    builds them (it uses QProcess; this uses subprocess and needs no event loop), from a
+    fine-tune plan like the button's: two iterations of an untrained model on the CPU."""
+    from training import voc
+
+    from ..finetune_plan import BaseModel, FinetuneOptions, make_plan, train_argv
     from .training_job import REPO_ROOT, command_prefix
 
-    command = [*command_prefix(), str(data), "--out", str(out), "--json", *TRAIN_ARGS]
+    val = set(voc.read_split(data, "val")) if voc.split_path(data, "val").is_file() else set()
+    ids = voc.read_split(data, "train") + sorted(val) if val else ["tiny_0", "tiny_1"]
+    options = FinetuneOptions(iters=2, device="cpu", batch_size=1, extra_args=TRAIN_EXTRA_ARGS)
+    plan = make_plan(options, labelled=ids, split_of=lambda i: "val" if i in val else "train",
+                     base=BaseModel.scratch(), class_names=_TINY_CLASSES)
+    args = plan.train_args(workers=0)  # the data's own split lists: no list files needed
+    command = [*command_prefix(), *train_argv(data, out, args)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
     cwd = None
     if not getattr(sys, "frozen", False):

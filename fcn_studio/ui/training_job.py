@@ -2,10 +2,12 @@
 
 The child (``python -m training train DATA --out RUN --json ...``; in the frozen
 app the bundle's own executable with ``train``) prints one JSON event per stdout
-line and readable text on stderr (DESIGN.md, "Training runs in a child
-process"). QProcess delivers its output on the GUI thread as it arrives, so the
-window never waits on it. Whatever the child does, crash included, ends in one
-``finished`` signal; the app carries on.
+line and readable text on stderr. Training runs in a child process, not a thread,
+so a crash, an out-of-memory kill or a hung driver ends the run and never the
+app, and torch's threads never compete with the GUI's. QProcess delivers its
+output on the GUI thread as it arrives, so the window never waits on it.
+Whatever the child does, crash included, ends in one ``finished`` signal; the
+app carries on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+from ..finetune_plan import train_argv
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_MS: Final = 60_000
@@ -88,8 +92,7 @@ class TrainingJob(QObject):
             raise RuntimeError("a training run is already in progress")
         run_dir = Path(run_dir).resolve()
         self._reset(run_dir)
-        command = [*self._program, str(Path(data_dir).resolve()), "--out", str(run_dir)]
-        command += [*([] if "--json" in args else ["--json"]), *args]
+        command = [*self._program, *train_argv(Path(data_dir).resolve(), run_dir, args)]
         process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")  # events as they happen, not when a buffer fills

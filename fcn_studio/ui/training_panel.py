@@ -5,6 +5,12 @@ signals carry plain dicts (the training child's JSON events), and the main
 window connects them to the ``on_*`` slots here; the panel never starts, polls
 or owns the job. Its one output is ``cancelRequested``.
 
+With a time budget (the default fine-tune on a CPU) the bar and the ETA count
+the budget: the child reports ``time_limit`` in its ``start`` event and the
+share of the run done, ``fraction``, in every ``progress`` event. The axes
+keep round ticks with whole labels at any range, and a chart with nothing to
+show yet says so.
+
 Progress events arrive once per iteration, so handling one is cheap: the dict
 is kept and its loss sample goes into a capped point buffer. A timer shows the
 latest state at most every ``FLUSH_MS`` (one bar value, one label text, one
@@ -26,6 +32,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -41,6 +48,11 @@ hundred microseconds each would make a fast GPU run cost the GUI thread real tim
 MAX_LOG_LINES: Final[int] = 2000
 LOG_TAIL_LINES: Final[int] = 40
 """Lines of a failed run's log shown under the result line."""
+BUDGET_STEPS: Final[int] = 1000
+"""Steps of the progress bar of a time-budget run (it shows a percentage)."""
+EMPTY_TEXT: Final[str] = "No data yet"
+TICKS: Final[int] = 5
+"""About this many tick intervals per axis."""
 
 
 def format_hms(seconds: float | None) -> str:
@@ -103,11 +115,64 @@ class DecimatedPoints:
         self._n = 0
 
 
-def _axis(title: str, fmt: str) -> QValueAxis:
+def nice_step(span: float, ticks: int = TICKS, integer: bool = False) -> float:
+    """A round tick interval (1, 2 or 5 times a power of ten) giving about ``ticks``
+    intervals over ``span``; at least 1 on an ``integer`` axis (iterations, epochs)."""
+    if not math.isfinite(span) or span <= 0:
+        return 1.0
+    raw = span / max(ticks, 1)
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    return max(1.0, round(step)) if integer else step
+
+
+def label_format(step: float) -> str:
+    """A printf format that shows every multiple of ``step`` whole: ``%d`` for whole
+    steps, else as many decimals as the step needs (0.25 -> ``%.2f``)."""
+    if step >= 1 and float(step).is_integer():
+        return "%d"
+    decimals = 0
+    while decimals < 6 and not math.isclose(round(step, decimals), step, rel_tol=1e-9):
+        decimals += 1
+    return f"%.{decimals}f"
+
+
+def set_nice_range(axis: QValueAxis, lo: float, hi: float, *, integer: bool = False,
+                   margin: float = 0.0) -> float:
+    """Show [lo, hi] (hi rounded up to a whole tick) with round ticks anchored at ``lo``
+    and labels that read whole; ``margin`` widens the range on both sides without
+    moving the ticks. Returns the tick interval."""
+    step = nice_step(hi - lo, integer=integer)
+    top = lo + max(1, math.ceil((hi - lo) / step - 1e-9)) * step
+    axis.setTickType(QValueAxis.TickType.TicksDynamic)
+    axis.setTickAnchor(lo)
+    # Interval and range in the order that never lays out more ticks than either needs:
+    # a wide range with a fine interval lays out a tick per unit (100,000 froze the window).
+    if step >= axis.tickInterval():
+        axis.setTickInterval(step)
+        axis.setRange(lo - margin, top + margin)
+    else:
+        axis.setRange(lo - margin, top + margin)
+        axis.setTickInterval(step)
+    axis.setLabelFormat(label_format(step))
+    return step
+
+
+def _axis(title: str) -> QValueAxis:
     axis = QValueAxis()
     axis.setTitleText(title)
-    axis.setLabelFormat(fmt)
     return axis
+
+
+def _with_empty_text(view: QChartView) -> tuple[QStackedWidget, QLabel]:
+    """``view`` behind a "no data yet" page, shown until the chart has a point."""
+    label = QLabel(EMPTY_TEXT)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setStyleSheet("color: palette(mid);")
+    stack = QStackedWidget()
+    stack.addWidget(label)
+    stack.addWidget(view)
+    return stack, label
 
 
 def _chart(title: str) -> tuple[QChart, QChartView]:
@@ -189,32 +254,32 @@ class TrainingPanel(QWidget):
         self.before_series.setMarkerSize(11)
         self.before_series.setColor(QColor("#d9822b"))
         self.loss = DecimatedPoints()
-        chart, view = _chart("Loss per iteration")
+        # The units are in the chart titles: a y-axis title is cut to "mIoU..." in a
+        # short dock, and the chart title has the room.
+        chart, view = _chart("Training loss per iteration")
         chart.legend().hide()
         chart.addSeries(self.loss_series)
-        self.loss_x, self.loss_y = _axis("iteration", "%d"), _axis("loss", "%.2f")
+        self.loss_x, self.loss_y = _axis("iteration"), _axis("")
         chart.addAxis(self.loss_x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.loss_y, Qt.AlignmentFlag.AlignLeft)
         self.loss_series.attachAxis(self.loss_x)
         self.loss_series.attachAxis(self.loss_y)
-        splitter.addWidget(view)
+        self.loss_stack, self.loss_empty = _with_empty_text(view)
+        splitter.addWidget(self.loss_stack)
 
-        chart, view = _chart("Validation mean IoU per epoch")
+        chart, view = _chart("Validation mean IoU (%) per epoch")
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         chart.addSeries(self.miou_series)
         chart.addSeries(self.before_series)
-        self.miou_x, self.miou_y = _axis("epoch", "%d"), _axis("mIoU (%)", "%d")
-        # Half an epoch of margin each side, so the before marker at 0 is not cut
-        # in half; dynamic ticks keep the labels on whole epochs.
-        self.miou_x.setTickType(QValueAxis.TickType.TicksDynamic)
-        self.miou_x.setTickAnchor(0)
-        self.miou_y.setRange(0, 100)
+        self.miou_x, self.miou_y = _axis("epoch"), _axis("")
+        set_nice_range(self.miou_y, 0, 100)
         chart.addAxis(self.miou_x, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.miou_y, Qt.AlignmentFlag.AlignLeft)
         for series in (self.miou_series, self.before_series):
             series.attachAxis(self.miou_x)
             series.attachAxis(self.miou_y)
-        splitter.addWidget(view)
+        self.miou_stack, self.miou_empty = _with_empty_text(view)
+        splitter.addWidget(self.miou_stack)
 
     # -- state ----------------------------------------------------------------------
 
@@ -222,12 +287,15 @@ class TrainingPanel(QWidget):
     def running(self) -> bool:
         return self._running
 
-    def reset(self) -> None:
-        """Back to the idle, empty state (no run shown)."""
+    def reset(self, _plan: object = None) -> None:
+        """Back to the idle, empty state (no run shown); ``_plan``: the run about to start."""
         self._running = False
         self._before = self._best = None
         self._loss_max = 0.0
         self._latest = None
+        self._budget: float | None = None
+        self._val_images = 0
+        self._total = 1
         self.flush_timer.stop()
         self.loss.clear()
         self.loss.changed = False
@@ -236,21 +304,25 @@ class TrainingPanel(QWidget):
         self.before_series.clear()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m")
         self.status_label.setText("No training run yet.")
         self.rate_label.clear()
         self.result_label.clear()
         self.log_view.clear()
         self.cancel_button.setText("Cancel")
         self.cancel_button.setEnabled(False)
-        self.loss_x.setRange(0, 1)
-        self.loss_y.setRange(0, 1)
+        self._loss_range(1, 1.0)
         self._epoch_range(1)
+        self.loss_stack.setCurrentWidget(self.loss_empty)
+        self.miou_stack.setCurrentWidget(self.miou_empty)
 
     def _epoch_range(self, epochs: int) -> None:
-        # The interval first: a wide range with the old interval of 1 would lay out a
-        # tick per epoch (100,000 epochs froze the window).
-        self.miou_x.setTickInterval(max(1, math.ceil(epochs / 10)))
-        self.miou_x.setRange(-0.5, epochs + 0.5)
+        # Half an epoch of margin each side, so the before marker at 0 is not cut in half.
+        set_nice_range(self.miou_x, 0, max(1, epochs), integer=True, margin=0.5)
+
+    def _loss_range(self, iterations: int, loss: float) -> None:
+        set_nice_range(self.loss_x, 0, max(1, iterations), integer=True)
+        set_nice_range(self.loss_y, 0, loss if loss > 0 else 1.0)
 
     def _cancel(self) -> None:
         if not self._running:
@@ -264,22 +336,38 @@ class TrainingPanel(QWidget):
     # -- slots: the job runner's dicts -----------------------------------------------
 
     def on_started(self, d: dict[str, Any]) -> None:
-        """The ``start`` event: sizes, device, run folder. Clears any previous run."""
+        """The ``start`` event: sizes, device, run folder, time budget. Clears any previous run."""
         self.reset()
         self._running = True
         self.cancel_button.setEnabled(True)
         total = max(1, int(d.get("total") or 1))
         epochs = max(1, int(d.get("epochs") or 1))
-        self.progress.setRange(0, total)
-        self.progress.setValue(min(int(d.get("iteration") or 0), total))
+        budget = d.get("time_limit")
+        self._budget = float(budget) if isinstance(budget, (int, float)) and budget > 0 else None
+        self._val_images = int(d.get("val_images") or 0)
+        self._total = total
+        if self._budget is not None:
+            # The budget ends the run long before its nominal epochs: count the budget.
+            self.progress.setRange(0, BUDGET_STEPS)
+            self.progress.setFormat(f"%p % of {format_hms(self._budget)}")
+            self.progress.setValue(0)
+            length = f"for up to {format_hms(self._budget)} (a time budget)"
+        else:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(int(d.get("iteration") or 0), total))
+            length = f"{epochs} epochs ({d.get('iters_per_epoch', '?')} iterations each)"
         self.status_label.setText(
             f"Fine-tuning on {d.get('device', '?')}: {d.get('train_images', '?')} training and "
-            f"{d.get('val_images', '?')} validation images, {epochs} epochs "
-            f"({d.get('iters_per_epoch', '?')} iterations each)."
+            f"{d.get('val_images', '?')} validation images, {length}."
         )
         self.rate_label.setText("Starting…")
-        self.loss_x.setRange(0, total)
-        self._epoch_range(epochs)
+        if self._budget is None:
+            self._loss_range(total, 1.0)
+            self._epoch_range(epochs)
+        else:  # the axes grow with what arrives
+            per_epoch = max(1, int(d.get("iters_per_epoch") or 1))
+            self._loss_range(min(total, 10 * per_epoch), 1.0)
+            self._epoch_range(min(epochs, 10))
         if d.get("run_dir"):
             self.on_log(f"run folder: {d['run_dir']}")
 
@@ -296,21 +384,33 @@ class TrainingPanel(QWidget):
     def flush(self) -> None:
         """Show the latest progress now: bar, ETA, images/s, loss chart."""
         self.flush_timer.stop()
+        d, self._latest = self._latest, None
+        if d is not None and self._budget is None:
+            total = int(d.get("total") or self.progress.maximum())
+            if total != self.progress.maximum():
+                self.progress.setMaximum(max(1, total))
+                self._total = max(1, total)
         if self.loss.changed:
             self.loss.changed = False
             self.loss_series.replace(self.loss.points)
-            if self._loss_max * 1.1 > self.loss_y.max():
-                self.loss_y.setMax(self._loss_max * 1.1)
-        d, self._latest = self._latest, None
+            self.loss_stack.setCurrentWidget(self.loss_stack.widget(1))
+            last_x = self.loss.points[-1].x() if self.loss.points else 1
+            if self._loss_max * 1.05 > self.loss_y.max() or last_x > self.loss_x.max():
+                span = self._total if self._budget is None else max(last_x * 2, self.loss_x.max())
+                self._loss_range(int(min(span, self._total)), self._loss_max * 1.05)
         if d is None:
             return
-        total = int(d.get("total") or self.progress.maximum())
-        if total != self.progress.maximum():
-            self.progress.setMaximum(max(1, total))
-            self.loss_x.setMax(max(1, total))
-        self.progress.setValue(min(int(d.get("iteration") or 0), self.progress.maximum()))
-        parts = [f"epoch {d.get('epoch', '?')}/{d.get('epochs', '?')}",
-                 f"ETA {format_hms(d.get('eta'))}"]
+        iteration = int(d.get("iteration") or 0)
+        if self._budget is not None:
+            fraction = d.get("fraction")
+            if not isinstance(fraction, (int, float)) or not math.isfinite(fraction):
+                fraction = iteration / max(int(d.get("total") or 1), 1)
+            self.progress.setValue(round(BUDGET_STEPS * min(max(float(fraction), 0.0), 1.0)))
+            parts = [f"epoch {d.get('epoch', '?')}"]
+        else:
+            self.progress.setValue(min(iteration, self.progress.maximum()))
+            parts = [f"epoch {d.get('epoch', '?')}/{d.get('epochs', '?')}"]
+        parts.append(f"ETA {format_hms(d.get('eta'))}")
         if d.get("images_per_s") is not None:
             parts.append(f"{float(d['images_per_s']):.1f} images/s")
         loss = d.get("loss")
@@ -325,9 +425,14 @@ class TrainingPanel(QWidget):
         epoch = int(d.get("epoch") or 0)
         if miou is None:
             if not d.get("before"):
+                # Validation is skipped when the run is stopped mid-epoch: say that,
+                # not that there are no validation images.
+                why = ("validation skipped: the run was stopped" if self._val_images
+                       else "no validation images")
                 self.on_log(f"epoch {epoch}: train loss {d.get('train_loss', float('nan')):.4f}"
-                            " (no validation images)")
+                            f" ({why})")
             return
+        self.miou_stack.setCurrentWidget(self.miou_stack.widget(1))
         if d.get("before"):
             self._before = float(miou)
             self.before_series.append(0.0, 100 * self._before)
@@ -337,7 +442,7 @@ class TrainingPanel(QWidget):
         # The line starts at the "before" point so it reads as the change from it.
         self.miou_series.append(float(epoch), 100 * float(miou))
         if epoch + 0.5 > self.miou_x.max():
-            self._epoch_range(epoch)
+            self._epoch_range(epoch if self._budget is None else 2 * epoch)
 
     def on_log(self, line: str) -> None:
         """One line of the child's log (stderr text, a non-JSON stdout line)."""
@@ -356,7 +461,7 @@ class TrainingPanel(QWidget):
         self.result_label.setStyleSheet("color: #c0392b;" if failed else "")
         self.status_label.setText("Training failed." if failed else "Training ended.")
         self.rate_label.clear()
-        if status == "finished":
+        if status in ("finished", "time_limit"):
             self.progress.setValue(self.progress.maximum())
         if failed:
             tail = _log_tail(d.get("log"))

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
+from fcn_studio.finetune_plan import FinetuneOptions, default_epochs
 from fcn_studio.ui.effort_chart import EMPTY_TEXT, WINDOW, EffortChart, moving_average
 from fcn_studio.ui.finetune_dialog import FinetuneDialog, class_mismatch, split_counts
 from fcn_studio.ui.models_panel import COL_ID, COL_MIOU, ModelsPanel, format_miou
@@ -33,15 +34,15 @@ def test_dialog_defaults_are_one_click_ready(qtbot) -> None:
     dialog = make_dialog(qtbot)
     assert dialog.base_combo.currentText() == "current model (v003)"
     assert dialog.ok_button.isEnabled()
-    assert dialog.options() == {"base": "current", "epochs": 20, "time_limit_s": None, "lr": 1e-4,
-                                "device": "auto", "val_share": 0.2, "reinit_classes": False}
+    # The plan's GPU default: epochs that grow as the images get fewer.
+    assert dialog.options() == FinetuneOptions(epochs=default_epochs(10), val_share=0.2)
     assert dialog.split_label.text() == "≈ 10 for training, 2 for validation"
     assert dialog.warning_label.isHidden() and dialog.reinit_check.isHidden()
     # Without a current model the base is ImageNet; on a CPU a time budget, not epochs.
     cpu = make_dialog(qtbot, current_version=None, base_classes=None, devices=["cpu"])
     assert [cpu.base_combo.itemData(i) for i in range(cpu.base_combo.count())] == ["imagenet", "file"]
-    assert cpu.options()["base"] == "imagenet"
-    assert cpu.options()["epochs"] is None and cpu.options()["time_limit_s"] == 600.0
+    assert cpu.options().base == "imagenet"
+    assert cpu.options().epochs is None and cpu.options().time_limit_s == 600.0
     assert cpu.device_combo.currentText() == "auto (cpu)"
     listed = make_dialog(qtbot, devices=["auto", "cpu", "cuda"])  # "auto" is listed once
     combo = listed.device_combo
@@ -54,8 +55,6 @@ def test_ok_disabled_with_no_saved_labels(qtbot) -> None:
     assert "save at least one corrected label" in dialog.reason_label.text()
     with qtbot.assertNotEmitted(dialog.accepted):
         dialog.accept()
-    assert FinetuneDialog.quick_options(current_version="v003", labelled=0, class_names=CLASSES,
-                                        base_classes=CLASSES, devices=["cuda"]) is None
 
 
 def test_few_images_and_no_validation_warn(qtbot) -> None:
@@ -75,16 +74,13 @@ def test_class_mismatch_requires_new_score_layers(qtbot) -> None:
     assert not dialog.ok_button.isEnabled()
     dialog.reinit_check.setChecked(True)
     assert dialog.ok_button.isEnabled()
-    assert dialog.options()["reinit_classes"] is True
+    assert dialog.options().reinit_classes is True
     with qtbot.waitSignal(dialog.accepted):
         dialog.accept()
     # ImageNet has no class scores to keep: nothing to tick, nothing to reinit.
     dialog.base_combo.setCurrentIndex(dialog.base_combo.findData("imagenet"))
     assert dialog.reinit_check.isHidden() and dialog.ok_button.isEnabled()
-    assert dialog.options()["reinit_classes"] is False
-    # One click never drops score layers silently: it asks for the dialog instead.
-    assert FinetuneDialog.quick_options(current_version="v003", labelled=12, class_names=CLASSES,
-                                        base_classes=CLASSES[:3], devices=["cuda"]) is None
+    assert dialog.options().reinit_classes is False
     assert class_mismatch(list(reversed(CLASSES)), CLASSES) == (
         "the base model has the project's classes in a different order")
 
@@ -92,17 +88,17 @@ def test_class_mismatch_requires_new_score_layers(qtbot) -> None:
 def test_duration_is_epochs_or_time_budget(qtbot) -> None:
     dialog = make_dialog(qtbot)
     dialog.epochs_spin.setValue(7)
-    assert (dialog.options()["epochs"], dialog.options()["time_limit_s"]) == (7, None)
+    assert (dialog.options().epochs, dialog.options().time_limit_s) == (7, None)
     assert not dialog.minutes_spin.isEnabled()
     dialog.time_radio.setChecked(True)
     dialog.minutes_spin.setValue(25)
-    assert (dialog.options()["epochs"], dialog.options()["time_limit_s"]) == (None, 1500.0)
+    assert (dialog.options().epochs, dialog.options().time_limit_s) == (None, 1500.0)
     assert dialog.minutes_spin.isEnabled() and not dialog.epochs_spin.isEnabled()
     dialog.lr_combo.setCurrentIndex(dialog.lr_combo.findData(3e-4))
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
     dialog.val_spin.setValue(35)
     opts = dialog.options()
-    assert (opts["lr"], opts["device"], opts["val_share"]) == (3e-4, "cpu", 0.35)
+    assert (opts.lr, opts.device, opts.val_share) == (3e-4, "cpu", 0.35)
     assert [dialog.lr_combo.itemText(i) for i in range(dialog.lr_combo.count())] == [
         "1e-5", "3e-5", "1e-4", "3e-4", "1e-3"]
 
@@ -112,23 +108,24 @@ def test_file_base_uses_the_picker_and_checks_its_classes(qtbot) -> None:
     file_index = dialog.base_combo.findData("file")
     dialog.pick_file = lambda parent: None  # cancelled: back to the previous base
     dialog.base_combo.setCurrentIndex(file_index)
-    assert dialog.options()["base"] == "current"
+    assert dialog.options().base == "current"
     dialog.pick_file = lambda parent: "/runs/gpu/best.pt"
     dialog.base_combo.setCurrentIndex(file_index)
-    assert dialog.options()["base"] == "/runs/gpu/best.pt"
+    assert dialog.options().base == "/runs/gpu/best.pt"
     assert dialog.file_label.text() == "/runs/gpu/best.pt"
     assert "not in the project: cat" in dialog.warning_label.text()
     assert not dialog.ok_button.isEnabled()
 
 
-def test_quick_options_without_a_dialog(qtbot) -> None:
-    gpu = FinetuneDialog.quick_options(current_version="v002", labelled=8, class_names=CLASSES,
-                                       base_classes=CLASSES, devices=["cpu", "cuda:0"])
-    assert gpu == {"base": "current", "epochs": 20, "time_limit_s": None, "lr": 1e-4,
-                   "device": "auto", "val_share": 0.2, "reinit_classes": False}
-    cpu = FinetuneDialog.quick_options(current_version=None, labelled=8, class_names=CLASSES,
-                                       base_classes=None, devices=["cpu"])
-    assert cpu is not None and cpu["base"] == "imagenet" and cpu["time_limit_s"] == 600.0
+def test_the_projects_split_is_the_default_validation(qtbot) -> None:
+    dialog = make_dialog(qtbot, project_split=(9, 3))
+    assert dialog.project_split_check.isChecked() and not dialog.val_spin.isEnabled()
+    assert "9 for training, 3 for validation" in dialog.project_split_check.text()
+    assert dialog.options().val_share is None  # the plan uses the project's lists
+    assert dialog.options().epochs == default_epochs(9)
+    dialog.project_split_check.setChecked(False)
+    assert dialog.val_spin.isEnabled() and dialog.options().val_share == 0.2
+    assert dialog.split_label.text() == "≈ 10 for training, 2 for validation"
 
 
 # -- training panel ----------------------------------------------------------------------
