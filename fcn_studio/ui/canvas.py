@@ -42,7 +42,17 @@ from fcn_studio.editing import PaintPolicy
 from fcn_studio.history import Delta
 from fcn_studio.session import Change, LabelSession
 from fcn_studio.ui import overlay
-from fcn_studio.ui.canvas_tools import BrushTool, HandTool, Tool, make_tools
+from fcn_studio.ui.canvas_tools import (
+    ERASER_VALUE,
+    MAX_RADIUS,
+    MIN_RADIUS,
+    BrushTool,
+    HandTool,
+    Tool,
+    clamp_radius,
+    make_tools,
+    next_radius,
+)
 from fcn_studio.ui.overlay import ViewTransform
 from training.palette import voc_colormap
 
@@ -50,8 +60,7 @@ Box = tuple[int, int, int, int]
 
 TOOLS: Final = ("brush", "eraser", "void", "fill", "polygon", "eyedropper")
 ZOOM_STEP: Final = 1.25
-MIN_RADIUS: Final = 0.5  # the core's one-pixel brush
-MAX_RADIUS: Final = 500.0
+__all__ = ["MAX_RADIUS", "MIN_RADIUS", "TOOLS", "Canvas"]
 
 
 class Canvas(QWidget):
@@ -82,10 +91,11 @@ class Canvas(QWidget):
         self._cursor_rect = QRect()
         self._radius = 5.0
         self._class_value = 1
+        self._eraser_value = ERASER_VALUE
         self._tools = make_tools(self)
         self._tool: Tool = self._tools["brush"]
-        self._hand = HandTool(self, self._view, self._on_pan, lambda: self._tool.cursor_shape)
-        self.setCursor(self._tool.cursor_shape)
+        self._hand = HandTool(self, self._view, self._on_pan, self._tool_cursor_shape)
+        self.setCursor(self._tool_cursor_shape())
 
     # ----------------------------------------------------------------- data
     def set_image(self, rgb: np.ndarray, session: LabelSession) -> None:
@@ -109,6 +119,7 @@ class Canvas(QWidget):
         self._layers.attach(rgb, label)
         if not (same_size and not self._fit_mode):
             self.fit()
+        self._hand.restore_cursor()
         self.update()
 
     def clear(self) -> None:
@@ -117,6 +128,7 @@ class Canvas(QWidget):
         self._detach()
         self._label = None
         self._layers.detach()
+        self._hand.restore_cursor()
         self.update()
 
     def _detach(self) -> None:
@@ -261,8 +273,16 @@ class Canvas(QWidget):
             return
         self._tool.deactivate()
         self._tool = self._tools[name]
-        self.setCursor(self._tool.cursor_shape)
+        self._hand.restore_cursor()
         self._update_cursor_feedback()
+
+    def _tool_cursor_shape(self) -> Qt.CursorShape:
+        """The tool's cursor; a brush's is its own circle, but only over an image
+        (with nothing shown there is no circle, so the system cross stays)."""
+        shape = self._tool.cursor_shape
+        if shape == Qt.CursorShape.BlankCursor and self._label is None:
+            return Qt.CursorShape.CrossCursor
+        return shape
 
     def tool(self) -> str:
         return self._tool.name
@@ -284,9 +304,25 @@ class Canvas(QWidget):
     def class_value(self) -> int:
         return self._class_value
 
+    def set_eraser_value(self, value: int) -> None:
+        """What the eraser writes: the background class, or void (255) in a project
+        without one (CamVid's class 0 is Sky; erasing must not paint sky)."""
+        if not 0 <= int(value) <= 255:
+            raise ValueError(f"eraser value must be in 0..255, not {value}")
+        self._eraser_value = int(value)
+
+    def eraser_value(self) -> int:
+        return self._eraser_value
+
+    def set_transparent_classes(self, classes: Iterable[int]) -> None:
+        """Classes drawn see-through (the background class; none in CamVid)."""
+        self._layers.set_transparent(frozenset(int(c) for c in classes))
+        self.update()
+
     def set_brush_radius(self, radius: float) -> None:
-        """Brush radius in image pixels; 0.5 paints exactly one pixel."""
-        r = min(MAX_RADIUS, max(MIN_RADIUS, float(radius)))
+        """Brush radius in image pixels, clamped to the app's one range
+        (:data:`MIN_RADIUS`..:data:`MAX_RADIUS`); 0.5 paints exactly one pixel."""
+        r = clamp_radius(radius)
         if r != self._radius:
             self._radius = r
             self._update_cursor_feedback()
@@ -296,11 +332,11 @@ class Canvas(QWidget):
         return self._radius
 
     def grow_brush(self) -> None:
-        """Next brush size up: half-pixel steps when small, 20% steps when large."""
-        self.set_brush_radius(_round_half(max(self._radius + 0.5, self._radius * 1.2)))
+        """The next brush size up (see :data:`~fcn_studio.ui.canvas_tools.BRUSH_STEPS`)."""
+        self.set_brush_radius(next_radius(self._radius, +1))
 
     def shrink_brush(self) -> None:
-        self.set_brush_radius(_round_half(min(self._radius - 0.5, self._radius / 1.2)))
+        self.set_brush_radius(next_radius(self._radius, -1))
 
     # ----------------------------------------------------------------- view
     def zoom(self) -> float:
@@ -411,11 +447,9 @@ class Canvas(QWidget):
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
-        if event.key() == Qt.Key.Key_BracketRight:
-            self.grow_brush()
-        elif event.key() == Qt.Key.Key_BracketLeft:
-            self.shrink_brush()
-        elif not (self._hand.key(event, True) or self._tool.key(event)):
+        # [ and ] are the window's Smaller/Larger Brush actions (grow_brush and
+        # shrink_brush): one binding, so a key never has two meanings.
+        if not (self._hand.key(event, True) or self._tool.key(event)):
             super().keyPressEvent(event)
 
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
@@ -444,6 +478,3 @@ class Canvas(QWidget):
         else:
             self.cursorInfo.emit(-1, -1, -1)
 
-
-def _round_half(r: float) -> float:
-    return round(r * 2.0) / 2.0

@@ -25,10 +25,45 @@ from fcn_studio.ui.overlay import ViewTransform
 Box = tuple[int, int, int, int]
 
 ERASER_VALUE: Final = 0
+"""What the eraser writes in a project with a background class (VOC); in one
+without (CamVid, Cityscapes) it writes void: see ``Canvas.set_eraser_value``."""
 VOID_VALUE: Final = 255
 # A click this close (widget pixels) to the first vertex closes the polygon,
 # as in labelme: aiming at an exact image pixel is not needed.
 CLOSE_DISTANCE_PX: Final = 6.0
+
+MIN_RADIUS: Final = 0.5
+"""The core's one-pixel brush: the smallest radius anywhere in the app."""
+MAX_RADIUS: Final = 500.0
+"""The largest radius anywhere in the app (a 1000-pixel-wide brush for 12 MP frames)."""
+BRUSH_STEPS: Final[tuple[float, ...]] = (
+    0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150,
+    200, 250, 300, 400, 500)
+"""The radii ``[`` and ``]`` step through: about 25 % apart from 4 px up, so each
+step looks the same size of change whatever the brush; below that every step still
+paints a visibly different disc (a 0.5 px brush is one pixel, 1 px is a 3-pixel cross)."""
+
+
+def clamp_radius(radius: float) -> float:
+    return min(MAX_RADIUS, max(MIN_RADIUS, float(radius)))
+
+
+def next_radius(radius: float, step: int) -> float:
+    """The brush radius one step (``+1`` larger, ``-1`` smaller) from ``radius``.
+
+    A radius between two steps (typed in the tool panel) goes to the neighbouring
+    step in that direction, so one key press always changes the size.
+    """
+    radius = clamp_radius(radius)
+    if step > 0:
+        return next((r for r in BRUSH_STEPS if r > radius + 1e-9), MAX_RADIUS)
+    return next((r for r in reversed(BRUSH_STEPS) if r < radius - 1e-9), MIN_RADIUS)
+
+
+def brush_width_px(radius: float) -> int:
+    """How many image pixels across the brush paints (a radius of r covers the pixel
+    under the cursor and ``floor(r)`` more on each side)."""
+    return 2 * int(clamp_radius(radius)) + 1 if radius >= 1 else 1
 
 
 class ToolHost(Protocol):
@@ -37,6 +72,7 @@ class ToolHost(Protocol):
     def label(self) -> np.ndarray | None: ...
     def paint_policy(self) -> PaintPolicy: ...
     def class_value(self) -> int: ...
+    def eraser_value(self) -> int: ...
     def brush_radius(self) -> float: ...
     def refresh_overlay(self, bbox: Box | None = None) -> None: ...
     def push_edit(self, delta: Delta, text: str) -> None: ...
@@ -97,13 +133,19 @@ class BrushTool(Tool):
     """Brush, eraser and void brush: a drag is one :class:`Stroke`, one undo step.
 
     Shift+click paints a straight line from where the last stroke ended, the
-    usual paint-program gesture for straight boundaries.
+    usual paint-program gesture for straight boundaries. The cursor is the brush
+    itself: its circle at the current zoom with a dot at its centre (the system
+    cross is hidden over an image, see :attr:`cursor_shape`).
     """
 
-    def __init__(self, host: ToolHost, name: str, fixed_value: int | None = None) -> None:
+    cursor_shape = Qt.CursorShape.BlankCursor
+
+    def __init__(self, host: ToolHost, name: str, fixed_value: int | None = None,
+                 erases: bool = False) -> None:
         super().__init__(host)
         self.name = name
         self._fixed_value = fixed_value
+        self._erases = erases
         self._stroke: Stroke | None = None
         self._last_end: QPointF | None = None
 
@@ -113,7 +155,10 @@ class BrushTool(Tool):
         return self._stroke is not None
 
     def value(self) -> int:
-        """The value this brush paints: the current class, or its fixed eraser/void value."""
+        """The value this brush paints: the current class, the project's eraser value, or
+        its fixed value (void)."""
+        if self._erases:
+            return self.host.eraser_value()
         return self.host.class_value() if self._fixed_value is None else self._fixed_value
 
     def press(self, pos: QPointF, button: Qt.MouseButton,
@@ -159,13 +204,17 @@ class BrushTool(Tool):
         centre, r = self._outline(cursor)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         _two_tone(painter, lambda: painter.drawEllipse(centre, r, r), QColor(255, 255, 255))
+        # The centre dot: where a click lands, visible inside a large circle too.
+        _two_tone(painter, lambda: painter.drawEllipse(cursor, 1.0, 1.0), QColor(255, 255, 255))
 
     def cursor_rect(self, cursor: QPointF | None) -> QRect:
         if cursor is None or self.host.label() is None:
             return QRect()
         centre, r = self._outline(cursor)
         r += 3.0  # the halo pen
-        return QRectF(centre.x() - r, centre.y() - r, 2 * r, 2 * r).toAlignedRect()
+        circle = QRectF(centre.x() - r, centre.y() - r, 2 * r, 2 * r)
+        dot = QRectF(cursor.x() - 4, cursor.y() - 4, 8, 8)  # the centre dot and its halo
+        return circle.united(dot).toAlignedRect()
 
     def _outline(self, cursor: QPointF) -> tuple[QPointF, float]:
         """Centre and radius (widget pixels) of the brush outline under ``cursor``.
@@ -415,7 +464,7 @@ def make_tools(host: ToolHost) -> dict[str, Tool]:
     """The canvas's tools by name: brush, eraser, void, fill, polygon, eyedropper."""
     tools: list[Tool] = [
         BrushTool(host, "brush"),
-        BrushTool(host, "eraser", ERASER_VALUE),
+        BrushTool(host, "eraser", erases=True),
         BrushTool(host, "void", VOID_VALUE),
         FillTool(host),
         PolygonTool(host),

@@ -19,10 +19,12 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QDockWidget,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -136,8 +138,16 @@ class MainWindow(QMainWindow):
     def _dock(self, title: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "") + "Dock")
-        dock.setWidget(widget)
         area, _visible = DEFAULT_DOCKS[dock.objectName()]
+        if area == _BOTTOM:
+            # Charts and tables have tall minimum sizes; in a scroll area the panel can
+            # be made short on a small screen instead of pushing the canvas away.
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            widget = scroll
+        dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
 
@@ -191,11 +201,10 @@ class MainWindow(QMainWindow):
             available = screen.availableGeometry() if screen is not None else QRect(0, 0, 1280, 720)
         key = key or screen_key(screen)
         saved = self.settings.screen_geometry(key)
-        if saved is None or not self.restoreGeometry(saved):
-            self.setGeometry(default_rect(available))
-        rect = fit_rect(self.geometry(), available)
-        if rect != self.geometry():
-            self.setGeometry(rect)
+        rect = default_rect(available) if saved is None else fit_rect(saved[0], available)
+        self.setGeometry(rect)
+        if saved is not None and saved[1]:
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
         if self._layout_pending:
             self._size_side_panels()
 
@@ -206,8 +215,11 @@ class MainWindow(QMainWindow):
         dock.show()
         dock.raise_()
         if first and self.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea:
-            self.resizeDocks([dock], [int(self.height() * BOTTOM_PANEL_SHARE)],
-                             Qt.Orientation.Vertical)
+            def size() -> None:
+                self.resizeDocks([dock], [int(self.height() * BOTTOM_PANEL_SHARE)],
+                                 Qt.Orientation.Vertical)
+            size()
+            QTimer.singleShot(0, size)  # again once the shown dock is laid out
 
     def _handlers(self) -> dict:
         c = self.controller
@@ -286,6 +298,15 @@ class MainWindow(QMainWindow):
         self.training_progress.setToolTip("Fine-tuning: View > Panels > Training shows the "
                                           "charts and the log")
         self.training_progress.hide()
+        self.weights_link = QLabel(
+            '⚠ untrained: <a href="download">download the ImageNet weights</a> (528 MB)'
+            ' &nbsp;<a href="dismiss" style="text-decoration:none">✕</a>')
+        self.weights_link.setToolTip(
+            "The model is an untrained FCN-8s: the ImageNet VGG16 weights are not downloaded "
+            "yet, so its first predictions are noise. Download them (Model > ImageNet FCN-8s), "
+            "or fine-tune on your saved labels (Ctrl+T), which trains it.")
+        self.weights_link.linkActivated.connect(self._on_weights_link)
+        self.weights_link.hide()
         # The last background problem (a prediction, save or model load that failed):
         # shown here and in the image list, never in a modal box that stops the work.
         self.alert_label = QLabel("")
@@ -298,6 +319,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.brush_label)
         bar.addPermanentWidget(self.zoom_label)
         bar.addPermanentWidget(self.model_label)
+        bar.addPermanentWidget(self.weights_link)
 
     def _connect(self) -> None:
         c, cv = self.controller, self.canvas
@@ -458,7 +480,7 @@ class MainWindow(QMainWindow):
         if spec is not None and spec.kind == "untrained":
             self._show_weights_notice()
         else:
-            self.notices.hide_notice(NOTICE_WEIGHTS)  # no longer applies
+            self.weights_link.hide()  # no longer applies
 
     def _update_title(self) -> None:
         c = self.controller
@@ -625,35 +647,43 @@ class MainWindow(QMainWindow):
 
     def save_layout(self) -> None:
         """Remember the dock layout, and the window's size and place for this screen."""
-        self.settings.save_screen_geometry(screen_key(self.screen()), self.saveGeometry())
+        # A maximized window keeps the size it had before, for when it is restored.
+        rect = self.normalGeometry() if self.isMaximized() else self.geometry()
+        self.settings.save_screen_geometry(screen_key(self.screen()), rect, self.isMaximized())
         self.settings.save_dock_state(self.saveState(LAYOUT_VERSION))
 
     # -- notices: what a person should know, never a box that waits for a click --------------
     def show_first_run_hint(self) -> None:
-        """The loop in four steps, above the canvas until dismissed."""
+        """How the loop goes, in one line above the canvas until dismissed."""
         if self.settings.notice_dismissed(NOTICE_FIRST_RUN):
             return
-        self.notices.show_notice(
+        notice = self.notices.show_notice(
             NOTICE_FIRST_RUN,
-            "<b>Welcome.</b> The model <b>predicts</b> each image; <b>correct</b> it with the "
-            "brush (B), fill (F), polygon (P) or eraser (E), 1–9 pick a class, [ ] size the "
-            "brush; moving on (PgDn) <b>saves</b> the label as PASCAL VOC; <b>Fine-tune</b> "
-            "(Ctrl+T) trains the model on your saved labels. This sample project has three "
-            "labelled images to start from. <a href=\"shortcuts\">All shortcuts</a>",
+            "<b>Welcome.</b> Correct the model's prediction (brush B, fill F, eraser E, "
+            "1–9 class); PgDn saves and moves on; Ctrl+T fine-tunes. "
+            "<a href=\"shortcuts\">All shortcuts</a>",
             lambda _href: self.ops.show_shortcuts())
+        notice.setToolTip(
+            "The loop: the model predicts each image in the background; you correct the "
+            "mask; moving to another image saves it as PASCAL VOC; Fine-tune trains the model "
+            "on your saved labels so the next predictions need fewer corrections.\n"
+            "This sample project has three labelled images to start from.")
 
     def _show_weights_notice(self) -> None:
+        """The model is untrained because the ImageNet weights are missing: a link in the
+        status bar, beside the model's name, until dismissed or downloaded."""
         if self.settings.notice_dismissed(NOTICE_WEIGHTS):
             return
-        self.notices.show_notice(
-            NOTICE_WEIGHTS,
-            "The model is an <b>untrained FCN-8s</b>: the ImageNet VGG16 weights (528 MB) are "
-            "not downloaded yet, so predictions start out as noise. "
-            "<a href=\"download\">Download them</a> (Model &gt; ImageNet FCN-8s), or fine-tune "
-            "on your saved labels (Ctrl+T), which trains it.",
-            lambda _href: self.ops.use_imagenet_model(), level="warning")
+        self.weights_link.show()
         if "weights" in self.alert_label.toolTip():
-            self.alert_label.setText("")  # the notice says it in full
+            self.alert_label.setText("")  # the link says it, with the way out
+
+    def _on_weights_link(self, href: str) -> None:
+        if href == "dismiss":
+            self.weights_link.hide()
+            self._on_notice_dismissed(NOTICE_WEIGHTS)
+        else:
+            self.ops.use_imagenet_model()
 
     def _on_notice_dismissed(self, key: str) -> None:
         self.settings.set_notice_dismissed(key)

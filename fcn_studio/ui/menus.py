@@ -19,7 +19,8 @@ MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("&View", ("zoom_in", "zoom_out", "fit", "actual_size", "-", "toggle_overlay", "outline",
                "uncertainty")),
     ("&Navigate", ("prev", "next", "next_uncertain")),
-    ("&Model", ("predict", "-", "instant_learning", "undo_learning", "-", "finetune", "finetune_dialog", "cancel_training", "-",
+    ("&Model", ("predict", "-", "instant_learning", "undo_learning", "-", "finetune",
+                "finetune_dialog", "cancel_training", "-",
                 "model_imagenet", "model_file", "-", "import_run", "export_job")),
     ("&Help", ("help_shortcuts",)),
 )

@@ -260,6 +260,9 @@ class OverlayLayers:
     def __init__(self, colors: np.ndarray) -> None:
         self.colors = np.array(colors, dtype=np.uint8)
         self.hidden: frozenset[int] = frozenset()
+        # See-through ids: the background class in a VOC project; none where class 0
+        # is a real class (CamVid's Sky), so imported labels show all their classes.
+        self.transparent: frozenset[int] = frozenset({BACKGROUND})
         self.outline = False
         self.opacity = 0.5
         self.visible = True
@@ -320,12 +323,18 @@ class OverlayLayers:
         full = self.colors.copy()
         full[:colors.shape[0]] = colors
         self.colors = full
-        self.lut = label_lut(full, hidden=self.hidden)
-        self.recolor()
+        self._rebuild_lut()
 
     def set_hidden(self, classes: frozenset[int]) -> None:
         self.hidden = classes
-        self.lut = label_lut(self.colors, hidden=classes)
+        self._rebuild_lut()
+
+    def set_transparent(self, classes: frozenset[int]) -> None:
+        self.transparent = classes
+        self._rebuild_lut()
+
+    def _rebuild_lut(self) -> None:
+        self.lut = label_lut(self.colors, hidden=self.hidden, transparent=self.transparent)
         self.recolor()
 
     def set_outline(self, outline: bool) -> None:

@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-MIN_RADIUS: Final[float] = 0.5
-MAX_RADIUS: Final[float] = 200.0
+from .canvas_tools import MAX_RADIUS, MIN_RADIUS  # one range for the canvas and this panel
+
 _SLIDER_STEPS: Final[int] = 1000
-# The slider is logarithmic: a linear 0.5..200 slider gives the 1..10 px range,
-# where most precise work happens, less than 5 % of its travel.
+# The slider is logarithmic: a linear 0.5..500 slider gives the 1..10 px range,
+# where most precise work happens, less than 2 % of its travel.
 _LOG_SPAN: Final[float] = math.log(MAX_RADIUS / MIN_RADIUS)
 
 
@@ -48,7 +48,7 @@ class ToolOptionsPanel(QWidget):
     """Brush radius, overlay opacity, outline / overlay / uncertainty toggles."""
 
     brushRadiusChanged = Signal(float)
-    """Radius in image pixels, 0.5..200."""
+    """Radius in image pixels, MIN_RADIUS..MAX_RADIUS."""
     opacityChanged = Signal(float)
     """Overlay opacity as a fraction, 0.0..1.0."""
     outlineChanged = Signal(bool)
@@ -59,7 +59,8 @@ class ToolOptionsPanel(QWidget):
         super().__init__(parent)
         self.radius_slider = QSlider(Qt.Orientation.Horizontal)
         self.radius_slider.setRange(0, _SLIDER_STEPS)
-        self.radius_slider.setToolTip("Brush radius (log scale); [ and ] change it")
+        self.radius_slider.setToolTip("Brush radius in image pixels (log scale); [ and ] "
+                                      "change it")
         self.radius_spin = QDoubleSpinBox()
         self.radius_spin.setRange(MIN_RADIUS, MAX_RADIUS)
         self.radius_spin.setDecimals(1)
@@ -126,7 +127,7 @@ class ToolOptionsPanel(QWidget):
     # -- setters: show a value, never emit ---------------------------------------
 
     def set_brush_radius(self, radius: float) -> float:
-        """Show ``radius`` (clamped to 0.5..200); returns the value shown."""
+        """Show ``radius`` (clamped to MIN_RADIUS..MAX_RADIUS); returns the value shown."""
         with QSignalBlocker(self.radius_spin), QSignalBlocker(self.radius_slider):
             self.radius_spin.setValue(radius)
             self.radius_slider.setValue(radius_to_slider(self.radius_spin.value()))
