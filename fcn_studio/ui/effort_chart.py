@@ -17,9 +17,11 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QCursor, QPainter
 from PySide6.QtWidgets import QLabel, QStackedWidget, QToolTip, QVBoxLayout, QWidget
 
+from .training_panel import set_nice_range
+
 WINDOW: Final[int] = 10
 """Saves in the moving average (and in the first/last comparison)."""
-EMPTY_TEXT: Final[str] = ("No correction effort yet.\nSave corrected labels of predicted images "
+EMPTY_TEXT: Final[str] = ("No data yet.\nSave corrected labels of predicted images "
                           "to see how much the model still needs correcting.")
 
 
@@ -116,8 +118,10 @@ class EffortChart(QWidget):
                                        if items else "")
             return
         self.stack.setCurrentWidget(self.view)
-        self.x_axis.setRange(0, max(xs[-1] + 1, 2))
-        self.y_axis.setRange(0, max(5.0, max(efforts) * 1.1))
+        # Round ticks with whole labels at any range: saves are counted (1, 2, 5, 10 ...),
+        # effort is a share, never past 100 %; a half-step margin keeps the end dots whole.
+        set_nice_range(self.x_axis, 0, max(xs[-1], 2), integer=True, margin=0.5)
+        set_nice_range(self.y_axis, 0, min(100.0, max(5.0, max(efforts) * 1.1)))
         self.summary_label.setText(self.summary(efforts))
 
     @staticmethod

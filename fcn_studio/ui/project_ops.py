@@ -149,22 +149,12 @@ class ProjectOps(QObject):
         return ask_class_names(self.parent_widget) or ["background", "object"]
 
     def import_masks_dialog(self) -> None:
-        from training.errors import FCNError
+        from .dialogs import ImportMasksDialog, run_import
 
-        from ..project import Project
-        from .dialogs import ImportMasksDialog
-
-        dlg = ImportMasksDialog(self.parent_widget)
-        if not dlg.exec():
-            return
-        spec = dlg.result_spec()
-        try:
-            Project.create_from_id_masks(spec.images, spec.masks, spec.dest, spec.class_names,
-                                         spec.void_id)
-        except (FCNError, OSError) as exc:
-            self._error(f"Import failed:\n{exc}")
-            return
-        self.open_project(spec.dest)
+        # The dialog runs the import: an error is shown in it, with every input kept.
+        dlg = ImportMasksDialog(self.parent_widget, run=run_import)
+        if dlg.exec() and dlg.spec is not None:
+            self.open_project(dlg.spec.dest)
 
     def open_dropped(self, paths: list[Path]) -> None:
         folders = [p for p in paths if p.is_dir()]
