@@ -402,12 +402,13 @@ def test_same_size_image_keeps_view_new_size_fits(canvas):
     assert canvas.zoom() == pytest.approx(10.0)  # fitted: 300 / 30
 
 
-def test_brush_keys_and_cursor_info(canvas, qtbot):
+def test_brush_steps_and_cursor_info(canvas, qtbot):
+    # [ and ] are the window's actions (tests/ui/test_window_layout.py); they call these.
     canvas.set_brush_radius(2.0)
-    key(canvas, Qt.Key.Key_BracketRight, "]")
-    assert canvas.brush_radius() == 2.5
-    key(canvas, Qt.Key.Key_BracketLeft, "[")
-    key(canvas, Qt.Key.Key_BracketLeft, "[")
+    canvas.grow_brush()
+    assert canvas.brush_radius() == 3
+    canvas.shrink_brush()
+    canvas.shrink_brush()
     assert canvas.brush_radius() == 1.5
     canvas.label()[7, 9] = 3
     with qtbot.waitSignal(canvas.cursorInfo) as info:
