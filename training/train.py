@@ -46,7 +46,7 @@ from .checkpoint import (
 )
 from .dataset import SegmentationDataset, collate_padded
 from .device import autocast_dtype, describe_device, resolve_device
-from .errors import CheckpointError, DataError, TrainingDiverged
+from .errors import CheckpointError, DataError, FCNError, TrainingDiverged
 from .images import read_image
 from .metrics import ConfusionMatrix
 from .model import FCN
@@ -68,13 +68,38 @@ class CheckpointWriteError(CheckpointError):
     """A run file could not be written (full disk, read-only folder); the previous one is kept."""
 
 
+class StopRequested(BaseException):  # noqa: N818 - like KeyboardInterrupt: no handler eats it
+    """Raised by a stop signal inside :meth:`StopFlag.abandonable` work."""
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop polls it between iterations."""
+    """Set by SIGINT/SIGTERM; the loop polls it between iterations.
+
+    A CPU iteration of FCN-8s takes tens of seconds, so waiting for the one under
+    way made Cancel slow. Work that changes no weights (a forward and backward
+    pass, a validation) runs inside :meth:`abandonable`: a signal there raises
+    :class:`StopRequested` at once, and the run stops with the weights of the
+    last finished step. Only in a single process: under torchrun a rank that
+    left a backward pass would leave the others waiting in its all-reduce.
+    """
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.signal_name: str | None = None
+        self.can_abandon = True  # False under torchrun
+        self._abandonable = False
         self._previous: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def abandonable(self) -> Iterator[None]:
+        """Run the body unless a stop came; a stop during it raises StopRequested."""
+        if self.reason is not None and self.can_abandon:
+            raise StopRequested
+        self._abandonable = self.can_abandon
+        try:
+            yield
+        finally:
+            self._abandonable = False
 
     def install(self) -> None:
         for sig in _STOP_SIGNALS:
@@ -91,6 +116,18 @@ class StopFlag:
     def _handle(self, signum: int, _frame: Any) -> None:
         self.reason = "cancelled"
         self.signal_name = signal.Signals(signum).name
+        self.poll()
+
+    def poll(self, *_args: Any) -> None:
+        """A point where abandonable work may stop: raises StopRequested when a stop came.
+
+        Also a gradient hook on every parameter: a backward pass is one C++ call that
+        runs Python (and with it signal handlers) only in such hooks, on a CPU in the
+        main thread, so the stop ends it between layers rather than at its end.
+        """
+        if self._abandonable and self.reason is not None:
+            self._abandonable = False
+            raise StopRequested
 
 
 @contextlib.contextmanager
@@ -442,7 +479,7 @@ class Trainer:
             write()
         except (OSError, RuntimeError) as exc:
             raise CheckpointWriteError(
-                f"{path}: cannot write ({describe_write_failure(path, exc)}). {self._kept_text()} "
+                f"{path}: cannot write: {describe_write_failure(path, exc)}. {self._kept_text()} "
                 "Make room or fix the folder, then continue with --resume."
             ) from None
 
@@ -691,12 +728,24 @@ class Trainer:
             self._restore(loaded, resume_state, optimizer, scheduler, scaler, lr_at, total)
         ids = {"train": train_ids, "val": val_ids}
         self._announce(bare, epochs, total, per_epoch, train_ids, val_ids, class_names)
+        self.stop.can_abandon = not info.enabled
+        if self.stop.can_abandon:
+            for param in bare.parameters():
+                if param.requires_grad:
+                    param.register_hook(self.stop.poll)  # returns None: the gradient is kept
         if cfg.val_before and val_ids and not cfg.resume:
             # The starting model on the same images: the "before" of a before/after.
-            cm = evaluate_model(model, val_loader or [], n, loaded, self.device, self.amp, info)
-            before = {"epoch": 0, "iteration": 0, **cm.scores().to_dict()}
-            self.state.history.append(before)
-            self.emit("epoch", epochs=epochs, before=True, **before)
+            try:
+                with self.stop.abandonable():
+                    cm = evaluate_model(model, val_loader or [], n, loaded, self.device,
+                                        self.amp, info)
+            except StopRequested:
+                pass  # stopped before training: the loop below ends the run at once
+            else:
+                before = {"epoch": 0, "iteration": 0, **cm.scores().to_dict()}
+                self.state.history.append(before)
+                self.emit("epoch", epochs=epochs, before=True, **before)
+        first_iteration = self.state.iteration
         self._t_session = time.monotonic()
         t_start = self._t_session - self.state.elapsed
         eta = EtaEstimator()
@@ -720,10 +769,16 @@ class Trainer:
                 if self.device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = labels.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                    logits = model(x)
-                loss = _loss(logits, y)
-                value = float(loss.detach())
+                try:
+                    with self.stop.abandonable():
+                        with torch.autocast(self.device.type, dtype=self.amp,
+                                            enabled=self.amp is not None):
+                            logits = model(x)
+                        loss = _loss(logits, y)
+                        value = float(loss.detach())
+                except StopRequested:
+                    status = "cancelled"  # nothing of this step reached the weights
+                    break
                 bad = not math.isfinite(value) or value > EXPLODED_LOSS
                 if dist_utils.any_rank(bad, info, self.device):
                     what = ("the loss became non-finite" if not math.isfinite(value) else
@@ -732,12 +787,16 @@ class Trainer:
                         f"{what} at iteration {self.state.iteration + 1}; training stopped. "
                         f"{self._kept_text()} Try a lower --lr.")
                 optimizer.zero_grad(set_to_none=True)
+                try:
+                    with self.stop.abandonable():
+                        (scaler.scale(loss) if scaler is not None else loss).backward()
+                except StopRequested:
+                    status = "cancelled"
+                    break
                 if scaler is not None:
-                    scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
                 else:
-                    loss.backward()
                     optimizer.step()
                 scheduler.step()
                 self.state.iteration += 1
@@ -759,14 +818,21 @@ class Trainer:
                     break
                 if self.state.iteration >= total:
                     break
+            if status == "cancelled" and self.state.iteration == first_iteration:
+                break  # stopped before a step: nothing new to save (no copy of the start model)
             epoch_done = status == "finished" or loss_n >= per_epoch
             if epoch_done:
                 self.state.epoch = epoch + 1
             metrics: dict[str, Any] = {"train_loss": loss_sum / max(loss_n, 1)}
             if val_ids and status != "cancelled":  # a person who cancels wants it to stop now
-                cm = evaluate_model(model, val_loader or [], n, loaded, self.device,
-                                    self.amp, info)
-                metrics.update(cm.scores().to_dict())
+                try:
+                    with self.stop.abandonable():
+                        cm = evaluate_model(model, val_loader or [], n, loaded, self.device,
+                                            self.amp, info)
+                except StopRequested:
+                    status = "cancelled"  # the epoch's training is saved, without a score
+                else:
+                    metrics.update(cm.scores().to_dict())
             mean_iou = metrics.get("mean_iou")
             best = mean_iou is not None and mean_iou > self.state.best_miou
             if best:
@@ -783,9 +849,17 @@ class Trainer:
                                   f"{metrics['train_loss']:.4f}{miou}")
             no_val = not val_ids
             finished = status == "finished" and self.state.iteration >= total
-            self._save(bare, loaded, optimizer, scheduler, scaler,
-                       best=best or (no_val and finished), metrics=metrics, ids=ids,
-                       keep_resume=not finished)
+            error: FCNError | None = None
+            try:
+                self._save(bare, loaded, optimizer, scheduler, scaler,
+                           best=best or (no_val and finished), metrics=metrics, ids=ids,
+                           keep_resume=not finished)
+            except FCNError as exc:
+                error = exc
+            # Only rank 0 saves; every rank stops with it instead of waiting at a barrier.
+            if dist_utils.any_rank(error is not None, info, self.device):
+                raise error or CheckpointWriteError("the main process could not save the "
+                                                    "checkpoint (its error says why)")
             dist_utils.barrier(info)
         return self._finish(status, total, last_metrics)
 
