@@ -46,7 +46,6 @@ DEFAULT_TIME_BUDGET = 1.5  # seconds per learn(); the person is about to look at
 DEFAULT_PASSES = 20  # passes over the saved images when time allows
 MIN_STEPS = 50  # with few saved images, more passes: one pass over 1 image teaches little
 MAX_ROLLBACK = 20
-PRECONVERT_BYTES = 512 << 20  # fp32 copies of the batches held for one learn() at most
 
 
 def _as_input(t: Tensor, device: torch.device) -> Tensor:
@@ -288,30 +287,26 @@ class InstantLearner:
         del self._rollback[:-MAX_ROLLBACK]
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(params, lr=self.lr)
-        batches = self._batches(usable)
         device = self.predictor.device
-        if sum(t.numel() for _, taps, _ in batches for t in taps.values()) * 4 <= PRECONVERT_BYTES:
-            # Convert once rather than on every pass (fp16 storage -> fp32 compute).
-            batches = [(k, {n: _as_input(v, device) for n, v in taps.items()}, t)
-                       for k, taps, t in batches]
-        newest = usable[-1][0]
+        newest = usable[-1]
         model = self.model.eval()  # dropout sits in the backbone: off; BN stays frozen
         steps = visits = 0
         pass_losses: list[float] = []
         deadline = t0 + budget
+        n_batches = len(self._chunks(usable, newest))
         try:
-            passes = max(self.max_passes, -(-self.min_steps // len(batches)))
+            passes = max(self.max_passes, -(-self.min_steps // n_batches))
             for _ in range(passes):
-                order = list(range(len(batches)))
-                self._rng.shuffle(order)
-                # The newest image first: however short the budget, it is learned from.
-                order.sort(key=lambda i: newest not in batches[i][0])
                 total, weight = 0.0, 0
-                for i in order:
-                    keys, taps, target = batches[i]
+                # Batches are stacked as they are used (fp16 storage -> fp32 compute), so
+                # the budget goes to learning, not to copying features that are not reached.
+                for chunk in self._chunks(usable, newest):
+                    keys = [k for k, _ in chunk]
+                    taps = {t: _as_input(torch.cat([f.taps[t] for _, f in chunk]), device)
+                            for t in chunk[0][1].taps}
+                    target = torch.stack([self._target(k, f) for k, f in chunk]).to(device)
                     with torch.enable_grad():
-                        loss = self._loss(model, {k: _as_input(v, device) for k, v in taps.items()},
-                                          target.to(device), keys)
+                        loss = self._loss(model, taps, target, keys)
                         self._optimizer.zero_grad(set_to_none=True)
                         loss.backward()
                     self._optimizer.step()
@@ -330,21 +325,21 @@ class InstantLearner:
         return LearnReport(len(usable), steps, visits / len(usable), time.perf_counter() - t0,
                            pass_losses[0], pass_losses[-1], tuple(skipped))
 
-    def _batches(self, usable: list[tuple[str, ImageFeatures]]
-                 ) -> list[tuple[list[str], dict[str, Tensor], Tensor]]:
-        """Images of equal feature size stacked in batches of up to ``batch_size``."""
+    def _chunks(self, usable: list[tuple[str, ImageFeatures]], newest: tuple[str, ImageFeatures]
+                ) -> list[list[tuple[str, ImageFeatures]]]:
+        """One pass in batches of up to ``batch_size`` images of equal feature size, in a
+        new random order; the newest image leads the first batch, so however short the
+        budget, it is learned from."""
+        rest = [item for item in usable if item[0] != newest[0]]
+        self._rng.shuffle(rest)
         groups: dict[tuple[int, int], list[tuple[str, ImageFeatures]]] = {}
-        for key, feats in usable:
-            groups.setdefault(feats.size, []).append((key, feats))
-        out = []
-        for items in groups.values():
-            for i in range(0, len(items), self.batch_size):
-                chunk = items[i : i + self.batch_size]
-                keys = [k for k, _ in chunk]
-                taps = {t: torch.cat([f.taps[t] for _, f in chunk]) for t in chunk[0][1].taps}
-                target = torch.stack([self._target(k, f) for k, f in chunk])
-                out.append((keys, taps, target))
-        return out
+        for item in [newest, *rest]:  # the newest image's size group comes first
+            groups.setdefault(item[1].size, []).append(item)
+        chunks = [items[i : i + self.batch_size] for items in groups.values()
+                  for i in range(0, len(items), self.batch_size)]
+        first, others = chunks[0], chunks[1:]
+        self._rng.shuffle(others)
+        return [first, *others]
 
     def _loss(self, model: FCN, taps: dict[str, Tensor], target: Tensor, keys: list[str]) -> Tensor:
         if self._exact:
