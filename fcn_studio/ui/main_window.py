@@ -659,8 +659,8 @@ class MainWindow(QMainWindow):
             return
         notice = self.notices.show_notice(
             NOTICE_FIRST_RUN,
-            "<b>Welcome.</b> Correct the model's prediction (brush B, fill F, eraser E, "
-            "1–9 class); PgDn saves and moves on; Ctrl+T fine-tunes. "
+            "<b>Welcome.</b> Correct the model's prediction (brush B, fill F, eraser E); "
+            "PgDn saves and moves on; Ctrl+T fine-tunes. "
             "<a href=\"shortcuts\">All shortcuts</a>",
             lambda _href: self.ops.show_shortcuts())
         notice.setToolTip(
