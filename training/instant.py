@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -358,3 +359,52 @@ class InstantLearner:
             raise ValueError("nothing to roll back: the head has not learned since it was loaded")
         load_head_state(self.model, self._rollback.pop())
         self._optimizer = None  # its moments belong to the undone steps
+
+
+# -- head files: what instant learning taught, kept across restarts --------------------------
+
+HEAD_FORMAT = "fcn-studio-head"
+
+
+def backbone_fingerprint(model: FCN) -> str:
+    """A short digest of the first and last backbone layers: a head is only ever put
+    back on the backbone it learned on."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("conv1_1", "fc7"):
+        layer = getattr(model, name)
+        h.update(layer.weight.detach().to("cpu", torch.float32).numpy().tobytes()[:1 << 20])
+        h.update(layer.bias.detach().to("cpu", torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_head_file(path: str | Path, model: FCN, *, parent: str, class_names: list[str],
+                   images: list[str], tag: str) -> None:
+    """Write the learned head (kilobytes), its parent model's id and the images it
+    learned from, atomically: a crash never leaves a half-written head."""
+    from .atomic import atomic_save
+
+    record = {"format": HEAD_FORMAT, "format_version": 1, "parent": parent, "tag": tag,
+              "class_names": list(class_names), "images": list(images),
+              "backbone": backbone_fingerprint(model), "head": head_state(model)}
+    atomic_save(path, lambda f: torch.save(record, f))
+
+
+def read_head_file(path: str | Path, model: FCN, *, parent: str,
+                   class_names: list[str]) -> dict | None:
+    """The head file's record when it fits ``model`` (same parent, classes and backbone),
+    else None; an unreadable file raises ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        rec = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: unreadable head file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(rec, dict) or rec.get("format") != HEAD_FORMAT:
+        raise ValueError(f"{path}: not an FCN Studio head file")
+    if (rec.get("parent") != parent or list(rec.get("class_names", [])) != list(class_names)
+            or rec.get("backbone") != backbone_fingerprint(model)):
+        return None  # learned on another model: not for this one
+    return rec

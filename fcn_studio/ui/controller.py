@@ -74,6 +74,7 @@ class Controller(QObject):
         self.project = project
         if keep_model:
             self.model, self.spec = model, spec
+        self.worker.set_project_root(project.root if project is not None else None)
         if project is not None:
             self._cache = ImageCache(project.load_image, capacity=4)
             self._order = list(project.ids)

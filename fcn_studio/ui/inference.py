@@ -80,6 +80,7 @@ class LearnResult:
         return f"learned from {self.images} image{'s' * (self.images != 1)} in {self.seconds:.1f} s"
 
 
+HEADS_DIR = ".fcn_studio/heads"  # in the project: one learned head per model, kilobytes
 MAX_RELOADS_PER_LEARN = 3  # backbone forwards a learn may spend on images no longer cached
 FEATURE_CACHE_BYTES = 768 << 20
 
@@ -101,9 +102,17 @@ def _build_predictor(spec: ModelSpec, device: str) -> Any:
                 f"the ImageNet VGG16 weights are not downloaded yet ({info['filename']}, "
                 f"{info['size_mb']:.0f} MB, expected in {info['folder']}). Use Model > "
                 "ImageNet FCN-8s to download them, or put the file there by hand.")
-    if spec.kind in ("imagenet", "untrained"):
-        init = "imagenet" if spec.kind == "imagenet" else "scratch"
-        return Predictor(fresh_model(list(spec.class_names), init, progress=False), device)
+    if spec.kind == "untrained":
+        import torch
+
+        # Seeded by the class list: the same project gets the same random backbone after
+        # a restart, so the head it learned (kept in a head file) still fits it.
+        seed = int(spec.identity().key[:8], 16)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return Predictor(fresh_model(list(spec.class_names), "scratch", progress=False), device)
+    if spec.kind == "imagenet":
+        return Predictor(fresh_model(list(spec.class_names), "imagenet", progress=False), device)
     return Predictor.load(spec.path, device, classes=list(spec.class_names), at_once=spec.at_once)
 
 
@@ -135,6 +144,7 @@ class InferenceWorker(QObject):
         self._learn_pending: dict[str, tuple[Path, np.ndarray]] = {}
         self._rollback_pending = False
         self._forget = False  # set on the GUI thread, applied on the worker thread
+        self._project_root: Path | None = None  # where learned heads are kept
         self._heads: list[tuple[ModelId, str]] = []  # ids and descriptions before each learn
         self._thread = threading.Thread(target=self._loop, name="fcn-inference", daemon=True)
         self._started = False
@@ -188,6 +198,12 @@ class InferenceWorker(QObject):
             self._learn_pending.clear()
             self._forget = True
             self._cond.notify_all()
+
+    def set_project_root(self, root: Path | None) -> None:
+        """The open project: its ``.fcn_studio/heads/`` keeps what instant learning taught
+        each model, so a restart goes on from there. Takes effect with the next load."""
+        with self._cond:
+            self._project_root = Path(root) if root is not None else None
 
     def set_instant(self, enabled: bool) -> None:
         """Instant learning on or off (off: saves queue nothing, the head stays)."""
@@ -291,6 +307,7 @@ class InferenceWorker(QObject):
         self._info = ModelInfo(model_id, spec.description, tuple(predictor.class_names),
                                str(predictor.device), spec)
         self._new_learner(carry_labels=spec.class_names == tuple(predictor.class_names))
+        self._restore_head()
         self.statusChanged.emit("")
         self.modelReady.emit(self._info)
 
@@ -307,6 +324,61 @@ class InferenceWorker(QObject):
                                        backbone_id=str(self._model_id))
         for image_id, (_path, label) in self._labels.items():
             self._learner.add_label(image_id, label)
+
+    # -- head files ---------------------------------------------------------------------
+    def _head_path(self) -> Path | None:
+        with self._cond:
+            root = self._project_root
+        if root is None or self._info is None:
+            return None
+        key = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(self._info.id.with_head("")))
+        return root / HEADS_DIR / f"{key}.pt"
+
+    def _restore_head(self) -> None:
+        """Put back the head this project's model learned before (if it fits)."""
+        from training import voc
+        from training.instant import load_head_state, read_head_file
+
+        path = self._head_path()
+        if path is None or self._info is None:
+            return
+        base = self._info.id
+        try:
+            rec = read_head_file(path, self._predictor.model, parent=str(base),
+                                 class_names=list(self._predictor.class_names))
+        except ValueError as exc:
+            self.learnFailed.emit(f"The learned head was not restored: {exc}")
+            return
+        if rec is None:
+            return
+        load_head_state(self._predictor.model, rec["head"])
+        root = path.parent.parent.parent  # <project>/.fcn_studio/heads/<model>.pt
+        for image_id in rec["images"]:  # its saved labels stay training data
+            try:
+                label = voc.read_label(voc.label_path(root, image_id), len(self._predictor.class_names))
+                self._labels[image_id] = (voc.image_path(root, image_id), label)
+                self._learner.add_label(image_id, label)
+            except Exception:  # noqa: BLE001 (a label deleted or broken since: learn without it)
+                continue
+        self._set_info(base.with_head(str(rec["tag"])),
+                       f"{self._base_description()} + head learned from {len(rec['images'])} images")
+
+    def _store_head(self) -> None:
+        """After learning or undoing it: the head file follows the model in use."""
+        from training.instant import save_head_file
+
+        path = self._head_path()
+        if path is None or self._info is None:
+            return
+        try:
+            if not self._info.id.head:
+                path.unlink(missing_ok=True)  # back to the model as loaded
+                return
+            save_head_file(path, self._predictor.model, parent=str(self._info.id.with_head("")),
+                           class_names=list(self._predictor.class_names),
+                           images=list(self._learner.labelled), tag=self._info.id.head)
+        except OSError as exc:
+            self.learnFailed.emit(f"Could not keep the learned head ({path}): {exc}")
 
     def _learn(self, jobs: dict[str, tuple[Path, np.ndarray]]) -> None:
         from training.images import read_image
@@ -332,6 +404,7 @@ class InferenceWorker(QObject):
             head = f"h{len(self._heads)}.{secrets.token_hex(3)}"
             self._set_info(base.with_head(head),
                            f"{self._base_description()} + head learned from {report.images} images")
+            self._store_head()
         self.statusChanged.emit("")
         self.learned.emit(LearnResult(self._info, report.images, report.seconds, report.skipped))
 
@@ -343,6 +416,7 @@ class InferenceWorker(QObject):
         self._learner.roll_back()
         model_id, description = self._heads.pop()
         self._set_info(model_id, description)
+        self._store_head()
         self.learned.emit(LearnResult(self._info, 0, 0.0, rolled_back=True))
 
     def _base_description(self) -> str:

@@ -79,6 +79,8 @@ def test_undo_last_learning_restores_the_model_before(qtbot, window) -> None:
         w.actions_["undo_learning"].trigger()
     assert blocker.args[0].rolled_back
     qtbot.waitUntil(lambda: w.controller.model.id == before, timeout=10_000)
+    # Back to the model as loaded: no learned head is kept for it any more.
+    assert not list((w.controller.project.root / ".fcn_studio" / "heads").glob("*.pt"))
     with qtbot.waitSignal(w.worker.learnFailed, timeout=60_000) as failed:
         w.actions_["undo_learning"].trigger()  # nothing left to undo: said, not a crash
     assert "Nothing to undo" in failed.args[0]
@@ -105,3 +107,21 @@ def test_a_label_with_an_unknown_class_is_refused_with_the_reason(qtbot, window)
         w.worker.learn("img001", w.controller.project.entry("img001").image_path, bad)
     assert "class id 9" in failed.args[0] and "3 classes" in failed.args[0]
     assert not w.controller.model.id.head
+
+
+def test_the_learned_head_survives_reopening_the_project(qtbot, window, tmp_path, isolated_settings,
+                                                         model_file) -> None:
+    w = window
+    root = w.controller.project.root
+    _show_predicted(qtbot, w, "img001")
+    result = _correct_and_save(qtbot, w, seed=1)
+    learned = result.model.id
+    heads = list((root / ".fcn_studio" / "heads").glob("*.pt"))
+    assert len(heads) == 1 and heads[0].stat().st_size < 200_000  # kilobytes, not the model
+    w.close()
+    w2 = MainWindow(isolated_settings, device="cpu")
+    qtbot.addWidget(w2)
+    with qtbot.waitSignal(w2.controller.modelChanged, timeout=60_000):
+        assert w2.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
+    assert w2.controller.model.id == learned  # the same head, so the same identity
+    assert "head learned from 1 image" in w2.controller.model.description
