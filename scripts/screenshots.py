@@ -56,6 +56,22 @@ def _scrub_log(window, tmp: Path) -> None:
     view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
 
 
+def _no_boxes() -> None:
+    """A message box would wait, unseen, for a click that never comes: print it instead
+    (questions get their default answer)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def say(_parent, title, text, *_a, **_k):
+        print(f"screenshots: [{title}] {text}", file=sys.stderr)
+        return QMessageBox.StandardButton.Ok
+
+    for name in ("information", "warning", "critical"):
+        setattr(QMessageBox, name, staticmethod(say))
+    QMessageBox.question = staticmethod(  # type: ignore[method-assign]
+        lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    QMessageBox.exec = lambda self: (say(None, self.windowTitle(), self.text()), 0)[1]  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs")
@@ -76,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("FCN Studio")
+    _no_boxes()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fcn-screens-") as name:
         tmp = Path(name)
