@@ -27,6 +27,10 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CANCEL_GRACE_MS: Final = 60_000
 """After a cancel the child stops at the next iteration and writes last.pt; this is
 how long it gets before it is killed (a very slow iteration, or a hung child)."""
+EXIT_GRACE_MS: Final = 1_500
+"""After its ``done`` event the child has written every file (checkpoints, history,
+log); what is left is the interpreter tearing torch down, seconds on a CPU. It gets
+this long to exit by itself, then it is killed: the result is already complete."""
 LOG_TAIL_LINES: Final = 200
 FINISHED_STATUSES: Final = ("finished", "cancelled", "time_limit", "failed", "crashed")
 EXIT_CANCELLED: Final = 130
@@ -71,6 +75,9 @@ class TrainingJob(QObject):
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
+        self._exit_timer = QTimer(self)
+        self._exit_timer.setSingleShot(True)
+        self._exit_timer.timeout.connect(self._end_after_done)
         self._reset(Path())
 
     def _reset(self, run_dir: Path) -> None:
@@ -79,6 +86,7 @@ class TrainingJob(QObject):
         self.done: dict[str, Any] | None = None
         self.error: str | None = None
         self.cancel_requested = False
+        self._killed_after_done = False
         self._out = _LineBuffer()
         self._err = _LineBuffer()
         self._tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -146,6 +154,11 @@ class TrainingJob(QObject):
         if self.is_running() and self._process is not None:
             self._process.kill()
 
+    def _end_after_done(self) -> None:
+        if self.is_running():
+            self._killed_after_done = True
+            self._kill()
+
     # -- output ---------------------------------------------------------------------------------
 
     def _read_stdout(self) -> None:
@@ -186,6 +199,7 @@ class TrainingJob(QObject):
             self.checkpointSaved.emit(event)
         elif name == "done":
             self.done = event
+            self._exit_timer.start(EXIT_GRACE_MS)
         elif name == "error":
             self.error = str(event.get("message") or "training failed")
 
@@ -200,6 +214,7 @@ class TrainingJob(QObject):
 
     def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         self._kill_timer.stop()
+        self._exit_timer.stop()
         self._read_stdout()
         self._read_stderr()
         for line in self._out.flush():
@@ -209,7 +224,11 @@ class TrainingJob(QObject):
         crashed = exit_status == QProcess.ExitStatus.CrashExit
         code = -1 if crashed else exit_code
         done_status = (self.done or {}).get("status")
-        if not crashed and code in (0, EXIT_CANCELLED) and done_status in FINISHED_STATUSES:
+        if self._killed_after_done and done_status in FINISHED_STATUSES:
+            # Killed in its teardown, after it reported: the run's own outcome stands.
+            code = EXIT_CANCELLED if done_status == "cancelled" else 0
+            self._emit_finished(str(done_status), code, None)
+        elif not crashed and code in (0, EXIT_CANCELLED) and done_status in FINISHED_STATUSES:
             self._emit_finished(str(done_status), code, None)
         elif self.cancel_requested and (crashed or code == EXIT_CANCELLED):
             self._emit_finished("cancelled", code, None)  # stopped before it could report

@@ -189,3 +189,18 @@ def test_line_buffer_and_command_prefix(monkeypatch) -> None:
     assert command_prefix() == [sys.executable, "-m", "training", "train"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert command_prefix() == [sys.executable, "train"]
+
+
+@pytest.mark.parametrize("status, code", [("finished", 0), ("cancelled", 130)])
+def test_a_child_slow_to_exit_after_done_is_ended(qtbot, tmp_path: Path, status: str,
+                                                  code: int) -> None:
+    # After its done event the engine has written everything; tearing torch down can
+    # take seconds on a CPU, which Cancel used to wait for. This child never exits.
+    done = json.dumps({"event": "done", "status": status})
+    child = f"import time; print({done!r}, flush=True); time.sleep(600)"
+    job = TrainingJob(program=fake_child(child))
+    with qtbot.waitSignal(job.finished, timeout=30_000) as blocker:
+        job.start(tmp_path, tmp_path / "run", [])
+    result = blocker.args[0]
+    assert (result["status"], result["exit_code"], result["error"]) == (status, code, None)
+    assert not job.is_running()
