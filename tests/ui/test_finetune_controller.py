@@ -246,3 +246,34 @@ def test_no_controller_module_imports_the_window() -> None:
         tree = ast.parse((ui / name).read_text())
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "main_window" not in imported and ".main_window" not in str(imported), name
+
+
+def test_the_export_dialog_asks_gpus_nodes_duration_and_batch(qtbot, finetune,
+                                                              tmp_path: Path) -> None:
+    from fcn_studio.ui.training_job_dialog import ExportJobDialog
+
+    ft, _labelling, _prompter = finetune
+    dialog = ExportJobDialog(None, ft.plan(ft_options()), tmp_path / "proj")
+    qtbot.addWidget(dialog)
+    dialog.location_edit.setText(str(tmp_path / "new" / "place"))
+    dialog.name_edit.setText("job")
+    dialog.gpus_spin.setValue(8)
+    dialog.nodes_spin.setValue(2)
+    dialog.time_radio.setChecked(True)
+    dialog.minutes_spin.setValue(90)
+    dialog.batch_spin.setValue(4)
+    assert dialog.ok_button.isEnabled() and "a global batch of 64" in dialog.summary_label.text()
+    assert dialog.choice() == ExportChoice(tmp_path / "new" / "place" / "job", 8, 2, None,
+                                           5400.0, 4)
+    (tmp_path / "new" / "place" / "job").mkdir(parents=True)
+    (tmp_path / "new" / "place" / "job" / "x").write_text("x")
+    dialog.name_edit.setText("job ")  # re-checked: that folder is not empty
+    assert not dialog.ok_button.isEnabled() and "not empty" in dialog.summary_label.text()
+    dialog.name_edit.setText("a/b")
+    assert "plain name" in dialog.summary_label.text()
+
+
+def ft_options():
+    from fcn_studio.finetune_plan import FinetuneOptions
+
+    return FinetuneOptions(epochs=10)
