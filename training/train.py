@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -311,8 +311,9 @@ def _best_from_history(history: list[dict[str, Any]]) -> float:
     return max(scores, default=-1.0)
 
 
-_RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "epoch": int, "iteration": int,
-                "best_miou": (int, float)}
+_RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
+    "optimizer": dict, "scheduler": dict, "epoch": int, "iteration": int,
+    "best_miou": (int, float)}
 
 
 def _read_resume_state(path: Path) -> dict[str, Any]:
@@ -333,30 +334,37 @@ def _read_resume_state(path: Path) -> dict[str, Any]:
 # -- write failures -------------------------------------------------------------------------------
 
 
-def _free_text(folder: Path) -> str:
+def _free_bytes(folder: Path) -> int | None:
     try:
-        free = shutil.disk_usage(folder).free
+        return shutil.disk_usage(folder).free
     except OSError:
-        return "free space unknown"
-    return f"{free / 1e6:.0f} MB free" if free < 1e9 else f"{free / 1e9:.1f} GB free"
+        return None
+
+
+def _size_text(n: float) -> str:
+    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
 
 
 def describe_write_failure(path: Path, exc: BaseException) -> str:
     """Why writing ``path`` failed, in words: full disk, permissions, or the error itself."""
     where = path.parent
+    free = _free_bytes(where)
+    free_text = f"{_size_text(free)} free on {where}" if free is not None else "free space unknown"
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return f"the disk is full ({exc.strerror}; {_free_text(where)} on {where})"
+            return f"the disk is full ({exc.strerror}; {free_text})"
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"the folder is not writable ({exc.strerror})"
         return exc.strerror or str(exc)
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "write" in text.lower():
-        # PyTorch's zip writer reports a short write without errno; a full disk is by far
-        # the usual cause.
-        return f"the write failed, most likely because the disk is full ({_free_text(where)} " \
-               f"on {where}; torch: {text[:160]})"
-    return text[:300]
+    text = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    # PyTorch's zip writer reports a short write without an errno ("file write failed",
+    # "unexpected pos ..."): judge by the room left against the size of a checkpoint.
+    sizes = [p.stat().st_size for p in (where / "last.pt", where / "best.pt", path) if p.is_file()]
+    needed = max(sizes, default=64 * 10**6)
+    if free is not None and free < 1.1 * needed:
+        return (f"the disk is full ({free_text}; a checkpoint needs about "
+                f"{_size_text(needed)}; torch: {text})")
+    return f"the write failed ({free_text}; torch: {text})"
 
 
 @torch.inference_mode()
@@ -397,7 +405,7 @@ class Trainer:
         self.resume_notes = list(resume_notes or [])
         self.resume_source = resume_source
         self.warnings: list[str] = []
-        self._log_file = None
+        self._log_file: TextIO | None = None
         self._log_failed = False
         self._kept: dict[str, Any] | None = None  # the newest last.pt on disk, if any
         self._t_session = time.monotonic()  # reset when training starts: --time-limit counts from there
@@ -574,8 +582,9 @@ class Trainer:
             self.root, train_ids, n,
             transform=train_transform(cfg.crop, scale_range=(cfg.scale_min, cfg.scale_max)),
         )
-        sampler = (DistributedSampler(train_ds, shuffle=True, seed=cfg.seed, drop_last=False)
-                   if self.info.enabled else None)
+        sampler: DistributedSampler | None = (
+            DistributedSampler(train_ds, shuffle=True, seed=cfg.seed, drop_last=False)
+            if self.info.enabled else None)
         g = torch.Generator()
         g.manual_seed(cfg.seed)
         per_rank = math.ceil(len(train_ds) / self.info.world_size)
@@ -835,8 +844,8 @@ class Trainer:
                     metrics.update(cm.scores().to_dict())
             mean_iou = metrics.get("mean_iou")
             best = mean_iou is not None and mean_iou > self.state.best_miou
-            if best:
-                self.state.best_miou = mean_iou
+            if mean_iou is not None and best:
+                self.state.best_miou = float(mean_iou)
             record = {"epoch": epoch + 1, "iteration": self.state.iteration,
                       "seconds": round(time.monotonic() - t_epoch, 2), **metrics}
             self.state.history.append(record)
