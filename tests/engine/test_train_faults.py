@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,11 +257,16 @@ def test_full_disk_during_a_save_keeps_the_last_good_files(voc: Path, tmp_path: 
         return real(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
+    # torch's writer gives no errno: the free space left tells a full disk from other faults.
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(train_module.shutil, "disk_usage",
+                        lambda _p: usage._replace(free=10**6))
     run = tmp_path / "run"
     rc = _train(voc, run, "--epochs", "3", *FAST)
     err = capsys.readouterr().err
     assert rc == 4
-    assert "disk is full" in err and "last.pt" in err and "Traceback" not in err
+    assert "disk is full" in err and "1 MB free" in err and "Traceback" not in err
+    assert f"{run / 'last.pt'} (epoch 1, iteration 2" in err
     assert "--resume" in err
     monkeypatch.setattr(torch, "save", real)
     assert load_model(run / "last.pt").meta["iteration"] == 2  # epoch 1's, intact
@@ -403,3 +409,12 @@ def test_progress_fraction_without_a_budget(voc: Path, tmp_path: Path, capsys) -
     events = _events(capsys.readouterr().out)
     assert _first(events, "start")["time_limit"] is None
     assert [e["fraction"] for e in events if e["event"] == "progress"] == [0.5, 1.0]
+
+
+def test_a_write_failure_with_room_left_is_not_called_a_full_disk(tmp_path: Path) -> None:
+    error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2 vs 1")
+    text = train_module.describe_write_failure(tmp_path / "last.pt", error)
+    assert text.startswith("the write failed") and "disk is full" not in text
+    full = train_module.describe_write_failure(tmp_path / "last.pt",
+                                               OSError(errno.ENOSPC, "No space left on device"))
+    assert full.startswith("the disk is full (No space left on device")
