@@ -631,7 +631,7 @@ class Trainer:
                       epoch=self.state.epoch, iteration=self.state.iteration,
                       mean_iou=metrics.get("mean_iou"))
         resume = self.out / "resume.pt"
-        if keep_resume:
+        if keep_resume and not self.cfg.no_resume_state:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "scaler": scaler.state_dict() if scaler is not None else {},
                      "epoch": self.state.epoch, "iteration": self.state.iteration,

@@ -51,8 +51,9 @@ def test_core_loads_neither_qt_nor_torch() -> None:
 def test_the_import_contracts_list_every_core_module() -> None:
     """pyproject's import-linter contract names the core modules one by one (the ui
     package must be left out); a new core module must join the list to be checked."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[2]
     config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))

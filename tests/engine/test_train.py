@@ -77,6 +77,15 @@ def test_time_limit_then_resume(voc: Path, tmp_path: Path, capsys) -> None:
     assert load_model(run / "last.pt").meta["iteration"] == 4
 
 
+def test_no_resume_state_writes_no_optimizer_state(voc: Path, tmp_path: Path, capsys) -> None:
+    """The app's runs are never resumed: a stopped run keeps last.pt but no resume.pt."""
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--iters", "4", "--time-limit", "0",
+                       "--no-resume-state", *FAST]) == 0
+    assert _events(capsys.readouterr().out)[-1]["status"] == "time_limit"
+    assert (run / "last.pt").is_file() and not (run / "resume.pt").exists()
+
+
 def test_non_finite_loss_keeps_last_good_checkpoint(voc: Path, tmp_path: Path, capsys,
                                                     monkeypatch) -> None:
     calls = {"n": 0}
