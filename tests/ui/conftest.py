@@ -45,3 +45,24 @@ def small_checkpoint(path: Path, backbone: str = "vgg16", seed: int = 0,
                 getattr(model, name).weight.normal_(0, 0.05)
     save_checkpoint(path, make_checkpoint(model, CLASS_NAMES, preprocess.TORCHVISION))
     return path
+
+
+def open_window(qtbot, settings: AppSettings, size: tuple[int, int] = (900, 600)):
+    """A shown main window on the CPU with its own settings (closed with the test)."""
+    from fcn_studio.ui.main_window import MainWindow
+
+    w = MainWindow(settings, device="cpu")
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def show_predicted(qtbot, w, image_id: str) -> None:
+    """Show ``image_id`` and wait until the current model's prediction is on it (the
+    worker may have predicted it ahead of time, or not yet: the state decides)."""
+    w.ops.show_image(image_id)
+    qtbot.waitUntil(lambda: w.controller.session.prediction is not None
+                    and w.controller.session.prediction.model == w.controller.model.id,
+                    timeout=60_000)

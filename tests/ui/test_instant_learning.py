@@ -10,7 +10,7 @@ import pytest
 from fcn_studio.model_spec import ModelSpec
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES, synthetic_pair, write_voc
-from tests.ui.conftest import small_checkpoint
+from tests.ui.conftest import open_window, show_predicted, small_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,10 @@ def window(qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings)
     write_voc(root, n=4, n_val=1)
     for image_id in ("img001", "img002", "img003"):  # only img000 is labelled
         (root / "SegmentationClass" / f"{image_id}.png").unlink()
-    w = MainWindow(isolated_settings, device="cpu")
-    qtbot.addWidget(w)
-    w.resize(900, 600)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, isolated_settings)
     with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
         assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
     return w
-
-
-def _show_predicted(qtbot, w: MainWindow, image_id: str) -> None:
-    w.ops.show_image(image_id)
-    qtbot.waitUntil(lambda: w.controller.session.prediction is not None
-                    and w.controller.session.prediction.model == w.controller.model.id,
-                    timeout=60_000)
 
 
 def _correct_and_save(qtbot, w: MainWindow, seed: int):
@@ -53,7 +42,7 @@ def _correct_and_save(qtbot, w: MainWindow, seed: int):
 def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(qtbot, window) -> None:
     w = window
     before = w.controller.model.id
-    _show_predicted(qtbot, w, "img001")
+    show_predicted(qtbot, w, "img001")
     result = _correct_and_save(qtbot, w, seed=1)
     assert result.images == 1 and not result.rolled_back
     assert "learned from 1 image" in result.describe()
@@ -63,7 +52,7 @@ def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(q
     assert "learned from 1 image" in w.model_label.text() or "head learned" in w.model_label.text()
     # The next image is predicted by the new head (refreshed from its cached features
     # if it was predicted ahead), and that identity is what its stored prediction records.
-    _show_predicted(qtbot, w, "img002")
+    show_predicted(qtbot, w, "img002")
     assert w.controller.session.prediction.model == after
     qtbot.waitUntil(lambda: w.controller.project.entry("img002").model_version == after.stored,
                     timeout=10_000)
@@ -72,7 +61,7 @@ def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(q
 def test_undo_last_learning_restores_the_model_before(qtbot, window) -> None:
     w = window
     before = w.controller.model.id
-    _show_predicted(qtbot, w, "img001")
+    show_predicted(qtbot, w, "img001")
     _correct_and_save(qtbot, w, seed=1)
     qtbot.waitUntil(lambda: w.controller.model.id != before, timeout=10_000)
     with qtbot.waitSignal(w.worker.learned, timeout=60_000) as blocker:
@@ -90,7 +79,7 @@ def test_turned_off_a_save_queues_no_learning(qtbot, window) -> None:
     w = window
     w.actions_["instant_learning"].setChecked(False)
     assert not w.worker.instant_enabled
-    _show_predicted(qtbot, w, "img001")
+    show_predicted(qtbot, w, "img001")
     _, truth = synthetic_pair(1)
     w.controller.session.replace(truth, "Correct")
     with qtbot.waitSignal(w.controller.labelSaved, timeout=60_000):
@@ -101,7 +90,7 @@ def test_turned_off_a_save_queues_no_learning(qtbot, window) -> None:
 
 def test_a_label_with_an_unknown_class_is_refused_with_the_reason(qtbot, window) -> None:
     w = window
-    _show_predicted(qtbot, w, "img001")
+    show_predicted(qtbot, w, "img001")
     bad = np.full(w.controller.session.shape, 9, np.uint8)  # the model has 3 classes
     with qtbot.waitSignal(w.worker.learnFailed, timeout=60_000) as failed:
         w.worker.learn("img001", w.controller.project.entry("img001").image_path, bad)
@@ -113,7 +102,7 @@ def test_the_learned_head_survives_reopening_the_project(qtbot, window, tmp_path
                                                          model_file) -> None:
     w = window
     root = w.controller.project.root
-    _show_predicted(qtbot, w, "img001")
+    show_predicted(qtbot, w, "img001")
     result = _correct_and_save(qtbot, w, seed=1)
     learned = result.model.id
     heads = list((root / ".fcn_studio" / "heads").glob("*.pt"))

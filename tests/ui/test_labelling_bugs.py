@@ -17,7 +17,7 @@ from PySide6.QtTest import QTest
 from fcn_studio.model_spec import ModelSpec
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES, write_voc
-from tests.ui.conftest import small_checkpoint
+from tests.ui.conftest import open_window, show_predicted, small_checkpoint
 from tests.ui.mouse import drag
 
 
@@ -55,29 +55,12 @@ def no_imagenet(monkeypatch) -> None:
     monkeypatch.setattr(training.weights, "imagenet_weights_info", info)
 
 
-def _window(qtbot, settings) -> MainWindow:
-    w = MainWindow(settings, device="cpu")
-    qtbot.addWidget(w)
-    w.resize(900, 600)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
 @pytest.fixture
 def window(qtbot, project: Path, model_file: Path, messages, isolated_settings) -> MainWindow:
-    w = _window(qtbot, isolated_settings)
+    w = open_window(qtbot, isolated_settings)
     with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
         assert w.ops.open_project(project, model=ModelSpec.file(model_file, CLASS_NAMES))
     return w
-
-
-def _show_predicted(qtbot, w: MainWindow, image_id: str) -> None:
-    """Show ``image_id`` and wait until the current model's prediction is on it."""
-    w.ops.show_image(image_id)
-    qtbot.waitUntil(lambda: w.controller.session.prediction is not None
-                    and w.controller.session.prediction.model == w.controller.model.id,
-                    timeout=60_000)
 
 
 def test_undo_survives_switching_away_and_back(qtbot, window: MainWindow,
@@ -127,7 +110,7 @@ def test_another_projects_model_is_never_used(qtbot, window: MainWindow, tmp_pat
 
 def test_prediction_refreshes_after_model_switch_with_an_undone_edit(
         qtbot, window: MainWindow, other_model_file: Path) -> None:
-    _show_predicted(qtbot, window, "img002")
+    show_predicted(qtbot, window, "img002")
     s = window.controller.session
     window.canvas.set_class(1)
     drag(window.canvas, [(5, 5), (30, 30)])
@@ -141,7 +124,7 @@ def test_prediction_refreshes_after_model_switch_with_an_undone_edit(
 
 
 def test_heat_map_shows_for_a_stored_prediction(qtbot, window: MainWindow) -> None:
-    _show_predicted(qtbot, window, "img002")
+    show_predicted(qtbot, window, "img002")
     window.actions_["uncertainty"].setChecked(True)
     assert window.canvas.heat_buffer() is not None
     window.ops.show_image("img003")
@@ -154,7 +137,7 @@ def test_heat_map_shows_for_a_stored_prediction(qtbot, window: MainWindow) -> No
 def test_unreadable_first_image_shows_the_first_readable_one(
         qtbot, project: Path, model_file: Path, messages, isolated_settings) -> None:
     (project / "JPEGImages" / "img000.png").write_bytes(b"\x89PNG broken")
-    w = _window(qtbot, isolated_settings)
+    w = open_window(qtbot, isolated_settings)
     with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
         assert w.ops.open_project(project, model=ModelSpec.file(model_file, CLASS_NAMES))
     assert w.controller.session is not None and w.controller.session.image_id == "img001"
@@ -203,7 +186,7 @@ def test_a_model_with_other_classes_never_predicts_in_the_project(
     write_voc(root, n=2, n_val=1)
     names = [*CLASS_NAMES, "extra"]
     (root / "class_names.txt").write_text("\n".join(names) + "\n")
-    w = _window(qtbot, isolated_settings)
+    w = open_window(qtbot, isolated_settings)
     # Asked for the 3-class file: refused, then the project's own chain (no ImageNet
     # weights on disk here) ends at an untrained FCN-8s with the project's 4 classes.
     assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
