@@ -18,6 +18,13 @@ from tests.synthetic import CLASS_NAMES, write_voc
 from tests.ui.conftest import small_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def no_blocking_boxes(messages, monkeypatch) -> list[str]:
+    """A box asked with exec() would wait for a click no test gives: record it instead."""
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: messages.append(box.text()) or 0)
+    return messages
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
@@ -257,6 +264,7 @@ def test_reopening_a_project_restores_image_tool_class_and_brush(qtbot, tmp_path
     w.class_panel.select_by_number(2)
     w.canvas.set_brush_radius(12)
     w.controller.flush()
+    w.ops.release_lock()  # as closing the window does
     again = _window(qtbot, settings)
     _open(qtbot, again, project, model_file)
     assert again.controller.session.image_id == "img002"
