@@ -217,7 +217,13 @@ def test_device_menu_reloads_the_model_on_the_chosen_device(qtbot, window: MainW
 def test_active_learning_order_puts_the_most_uncertain_unsaved_image_next(
         qtbot, window: MainWindow) -> None:
     project = window.controller.project
-    qtbot.waitUntil(window.worker.is_idle, timeout=60_000)  # predictions ahead are done
+    # Every prediction ahead is done, delivered and written (in the background), so none
+    # lands on top of the ones this test stores.
+    version = window.controller.model.version
+    qtbot.waitUntil(lambda: window.worker.is_idle() and all(
+        project.entry(i).model_version == version for i in ("img002", "img003")),
+        timeout=60_000)
+    window.controller.prediction_writer.wait()
     rng = np.random.default_rng(0)
     shape = project.load_image("img002").shape[:2]
     for image_id, u in (("img002", 0.2), ("img003", 0.7)):
