@@ -360,8 +360,7 @@ class InferenceWorker(QObject):
                 self._learner.add_label(image_id, label)
             except Exception:  # noqa: BLE001 (a label deleted or broken since: learn without it)
                 continue
-        self._set_info(base.with_head(str(rec["tag"])),
-                       f"{self._base_description()} + head learned from {len(rec['images'])} images")
+        self._set_info(base.with_head(str(rec["tag"])), self._learned_description(len(rec["images"])))
 
     def _store_head(self) -> None:
         """After learning or undoing it: the head file follows the model in use."""
@@ -402,8 +401,7 @@ class InferenceWorker(QObject):
             self._heads.append((self._info.id, self._info.description))
             base = self._info.id.with_head("")
             head = f"h{len(self._heads)}.{secrets.token_hex(3)}"
-            self._set_info(base.with_head(head),
-                           f"{self._base_description()} + head learned from {report.images} images")
+            self._set_info(base.with_head(head), self._learned_description(report.images))
             self._store_head()
         self.statusChanged.emit("")
         self.learned.emit(LearnResult(self._info, report.images, report.seconds, report.skipped))
@@ -418,6 +416,9 @@ class InferenceWorker(QObject):
         self._set_info(model_id, description)
         self._store_head()
         self.learned.emit(LearnResult(self._info, 0, 0.0, rolled_back=True))
+
+    def _learned_description(self, images: int) -> str:
+        return f"{self._base_description()} + head learned from {images} image{'s' * (images != 1)}"
 
     def _base_description(self) -> str:
         assert self._info is not None
