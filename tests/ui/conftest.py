@@ -66,3 +66,22 @@ def show_predicted(qtbot, w, image_id: str) -> None:
     qtbot.waitUntil(lambda: w.controller.session.prediction is not None
                     and w.controller.session.prediction.model == w.controller.model.id,
                     timeout=60_000)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A small checkpoint with non-zero scores (predictions are not all background)."""
+    return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1,
+                            random_scores=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A 4-image VOC project; img002 and img003 have no label yet."""
+    from tests.synthetic import write_voc
+
+    root = tmp_path / "proj"
+    write_voc(root, n=4, n_val=1)
+    for image_id in ("img002", "img003"):
+        (root / "SegmentationClass" / f"{image_id}.png").unlink()
+    return root

@@ -22,24 +22,9 @@ from tests.ui.mouse import drag
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1,
-                            random_scores=True)
-
-
-@pytest.fixture(scope="module")
 def other_model_file(tmp_path_factory) -> Path:
     return small_checkpoint(tmp_path_factory.mktemp("model2") / "model.pt", seed=7,
                             random_scores=True)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    write_voc(root, n=4, n_val=1)
-    for image_id in ("img002", "img003"):  # these two have no label yet
-        (root / "SegmentationClass" / f"{image_id}.png").unlink()
-    return root
 
 
 @pytest.fixture

@@ -11,26 +11,10 @@ from PIL import Image
 from fcn_studio.model_spec import ModelId, ModelSpec
 from fcn_studio.ui.inference import InferenceResult
 from fcn_studio.ui.main_window import MainWindow
-from tests.synthetic import CLASS_NAMES, write_voc
-from tests.ui.conftest import small_checkpoint
+from tests.synthetic import CLASS_NAMES
 from tests.ui.mouse import drag
 from training.images import read_image
 from training.predict import Predictor
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1,
-                            random_scores=True)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    write_voc(root, n=4, n_val=1)
-    for image_id in ("img002", "img003"):  # these two have no label yet
-        (root / "SegmentationClass" / f"{image_id}.png").unlink()
-    return root
 
 
 @pytest.fixture
