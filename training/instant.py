@@ -294,7 +294,10 @@ class InstantLearner:
         steps = visits = 0
         pass_losses: list[float] = []
         deadline = t0 + budget
-        n_batches = len(self._chunks(usable, newest))
+        sizes: dict[tuple[int, int], int] = {}
+        for _, feats in usable:
+            sizes[feats.size] = sizes.get(feats.size, 0) + 1
+        n_batches = sum(-(-n // self.batch_size) for n in sizes.values())  # as _chunks makes them
         try:
             passes = max(self.max_passes, -(-self.min_steps // n_batches))
             for _ in range(passes):

@@ -123,9 +123,9 @@ def prepare_workspace(data: str | Path, work: Path, max_side: int | None,
                              f"({voc.label_path(src, '<id>').parent} is empty or missing)")
     ids = sorted(ids)[:limit] if limit else sorted(ids)
     voc.write_class_names(work, names)
-    for image_id in ids:
-        from .images import read_image
+    from .images import read_image
 
+    for image_id in ids:
         image = read_image(voc.image_path(src, image_id))
         h, w = image.shape[:2]
         label = voc.read_label(voc.label_path(src, image_id), len(names), image_size=(w, h))
@@ -282,7 +282,7 @@ class Simulator:
                            device=cfg.device, workers=0, seed=cfg.seed + k, json=True)
         sink = io.StringIO()  # the run's own events stay out of the simulator's output
         code = run_training(tcfg, Reporter(True, out=sink, err=sink))
-        if code not in (0,) or not (run / "last.pt").is_file():
+        if code != 0 or not (run / "last.pt").is_file():
             raise FCNError(f"fine-tune {k} failed (exit {code}): {sink.getvalue()[-2000:]}")
         train_s = time.perf_counter() - t0
         new = Predictor(load_model(run / "last.pt"), cfg.device)
