@@ -129,7 +129,11 @@ def describe_load_failure(exc: BaseException) -> str:
         name = f" ({blocked.group(1)})" if blocked else ""
         return ("refused: it holds Python objects other than tensors and plain values"
                 f"{name}; such files are never loaded, because loading them could run code")
-    if isinstance(exc, pickle.UnpicklingError | EOFError | ValueError | TypeError | KeyError):
+    # Random bytes fed to the unpickler fail in whatever way the bytes happen to steer it
+    # (an index past a stack, an unknown opcode, a bad unicode escape...); all of them
+    # mean the same thing to the person.
+    if isinstance(exc, pickle.UnpicklingError | EOFError | ValueError | TypeError | LookupError
+                  | AttributeError | ArithmeticError | MemoryError):
         return "not a PyTorch weights file (unreadable data: corrupt, or not written by torch.save)"
     if isinstance(exc, zipfile.BadZipFile | RuntimeError | io.UnsupportedOperation):
         return f"not a readable PyTorch file (truncated or corrupt: {_first_sentence(exc)})"
