@@ -225,8 +225,11 @@ class ClassSet:
         Classes after ``i`` move down by one, so labels using them are rewritten too.
         """
         self._check_index(i)
-        if i == 0:
+        if i == 0 and self.has_background:
             raise ClassEditRefused("class 0 (background) cannot be deleted")
+        if len(self._names) == 1:
+            raise ClassEditRefused(f"{self._names[i]!r} is the only class; a class list needs "
+                                   "at least one")
         if replace_with is not None and replace_with != VOID and (
                 replace_with == i or not 0 <= replace_with < len(self._names)):
             raise ClassEditRefused(f"cannot relabel {self._names[i]!r} as {replace_with}: "
@@ -235,8 +238,9 @@ class ClassSet:
         lut[i + 1: len(self._names)] = np.arange(i, len(self._names) - 1, dtype=np.uint8)
         users = _users(labels_in_use, {i})
         if users and replace_with is None:
+            into = "background or void" if self.has_background else "another class or void"
             raise ClassInUse(f"class {self._names[i]!r} is used by {_count(users)}; choose to "
-                             "relabel its pixels as background or void", users)
+                             f"relabel its pixels as {into}", users)
         lut[i] = VOID if replace_with is None else lut[replace_with]
         new = self._names[:i] + self._names[i + 1:]
         target = "void" if lut[i] == VOID else repr(new[lut[i]])
@@ -248,11 +252,12 @@ class ClassSet:
         """Plan moving class ``i`` to position ``j``; ids in between shift by one.
 
         Labels using a shifted id are permuted; with ``refuse_if_used`` the move is
-        refused instead when any saved label uses one. Background stays class 0.
+        refused instead when any saved label uses one. Background (where the
+        project has one) stays class 0.
         """
         self._check_index(i)
         self._check_index(j)
-        if 0 in (i, j):
+        if self.has_background and 0 in (i, j):
             raise ClassEditRefused("class 0 is background in every VOC dataset; it cannot move")
         order = list(range(len(self._names)))
         order.insert(j, order.pop(i))

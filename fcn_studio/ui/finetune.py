@@ -147,8 +147,8 @@ class FinetuneController(QObject):
             return False
         if plan.base.needs_imagenet_weights and not self._imagenet_weights():
             return False
-        for text in plan.warnings():
-            self.prompter.info("Fine-tune", text)
+        # plan.warnings() are shown as notes in the training panel (runStarted), never as
+        # boxes: a one-click start must start.
         run_dir = self.store.new_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         lists = {}

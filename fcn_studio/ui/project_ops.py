@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from ..classes import VOID
 from ..finetune_plan import startup_spec
 from ..model_spec import ModelSpec
 from .actions import shortcut_table
@@ -297,11 +298,20 @@ class ProjectOps(QObject):
         p = self.c.project
         if p is None:
             return
+        try:  # a refusal (the background class, the only class) is said before any question
+            p.classes.delete(index, {}, replace_with=VOID)
+        except ValueError as exc:
+            self._error(str(exc))
+            return
+        # Only a VOC-style project has a background to relabel into; in CamVid, class 0 is
+        # Sky, and offering "Background" there would paint the deleted class as sky.
+        targets = ([0] if p.classes.has_background else []) + [VOID]
+        buttons = [f"Background ({p.classes[0]})" if t == 0 else "Void" for t in targets]
         choice = self._ask(f"Delete class {index} ({p.classes[index]})? Saved labels that use "
                            "it are rewritten: its pixels become…",
-                           ["Background", "Void", "Cancel"], 2)
-        if choice in (0, 1):
-            target = 0 if choice == 0 else 255
+                           [*buttons, "Cancel"], len(buttons))
+        if 0 <= choice < len(targets):
+            target = targets[choice]
             self._remap(lambda p: p.classes.delete(index, p.label_usage(), replace_with=target))
 
     def move_class(self, index: int, new_index: int) -> None:

@@ -214,6 +214,11 @@ class TrainingPanel(QWidget):
         self.cancel_button = QPushButton(icon("cancel"), "Cancel")
         self.cancel_button.setToolTip("Stop training; the last checkpoint is kept")
         self.cancel_button.clicked.connect(self._cancel)
+        self.notes_label = QLabel()
+        """What the person should know about the run (few images, no validation...): shown
+        in the panel rather than in boxes that hold the start back until clicked."""
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setObjectName("trainingNotes")
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -236,6 +241,7 @@ class TrainingPanel(QWidget):
         splitter.setSizes([400, 100])
         layout = QVBoxLayout(self)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.notes_label)
         layout.addLayout(bar_row)
         layout.addWidget(self.rate_label)
         layout.addWidget(self.result_label)
@@ -287,8 +293,9 @@ class TrainingPanel(QWidget):
     def running(self) -> bool:
         return self._running
 
-    def reset(self, _plan: object = None) -> None:
-        """Back to the idle, empty state (no run shown); ``_plan``: the run about to start."""
+    def reset(self, plan: object = None) -> None:
+        """Back to the idle, empty state (no run shown); ``plan``: the run about to start,
+        whose warnings are shown as notes."""
         self._running = False
         self._before = self._best = None
         self._loss_max = 0.0
@@ -315,6 +322,11 @@ class TrainingPanel(QWidget):
         self._epoch_range(1)
         self.loss_stack.setCurrentWidget(self.loss_empty)
         self.miou_stack.setCurrentWidget(self.miou_empty)
+        notes = plan.warnings() if hasattr(plan, "warnings") else []
+        self.notes_label.setText("\n".join(f"Note: {text}" for text in notes))
+        self.notes_label.setVisible(bool(notes))
+        for text in notes:
+            self.log_view.appendPlainText(f"Note: {text}")
 
     def _epoch_range(self, epochs: int) -> None:
         # Half an epoch of margin each side, so the before marker at 0 is not cut in half.

@@ -78,6 +78,19 @@ def test_background_cannot_be_deleted_or_moved(tmp_path: Path) -> None:
         c.move(2, 0, {})
 
 
+def test_without_a_background_class_0_is_a_class_like_any(tmp_path: Path) -> None:
+    # CamVid: class 0 is Sky, a real class, so it can be deleted and moved, and a used
+    # class is relabelled as another class or void, never "background".
+    c = ClassSet(["Sky", "Building", "Road"], has_background=False)
+    plan = c.delete(0, {}, replace_with=255)
+    assert plan.new_names == ("Building", "Road") and plan.lut[0] == 255 and plan.lut[1] == 0
+    assert c.move(0, 2, {}).new_names == ("Building", "Road", "Sky")
+    with pytest.raises(ClassInUse, match="another class or void"):
+        c.delete(1, {tmp_path / "a.png": {1}})
+    with pytest.raises(ClassEditRefused, match="only class"):
+        ClassSet(["Sky"], has_background=False).delete(0, {})
+
+
 def test_delete_of_a_used_class_is_refused_without_a_remap(tmp_path: Path) -> None:
     labels = _project(tmp_path)
     p = Project.open(tmp_path)

@@ -51,6 +51,7 @@ class ScriptedPrompter:
     answers: list[Any] = field(default_factory=list)
     said: list[tuple[str, str]] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
+    offered: list[list[str]] = field(default_factory=list)  # the buttons of each ask()
     folder: Path | None = None
     parent_widget: Any = None
 
@@ -69,6 +70,7 @@ class ScriptedPrompter:
 
     def ask(self, title: str, text: str, buttons: list[str], default: int = 0) -> int:
         self.asked.append(text)
+        self.offered.append(list(buttons))
         return int(self.answers.pop(0)) if self.answers else -1
 
     def choose_folder(self, title: str, start: str = "") -> Path | None:
@@ -128,8 +130,11 @@ def test_one_click_on_a_cpu_trains_for_the_time_budget_on_the_projects_split(
     lists = {k: Path(argv[argv.index(f"--{k}-list") + 1]).read_text().split() for k in ("train", "val")}
     assert lists["val"] == sorted(i for i in project.ids if project.entry(i).split == "val")
     assert lists["val"] and not set(lists["train"]) & set(lists["val"])
-    # Six labelled images: no warning about few images; no model yet: it says so.
-    assert [text for _kind, text in prompter.said] == [
+    # One click starts without a box to click (issue 12): what the person should know
+    # travels with the plan to the training panel. Six labelled images: no warning about
+    # few images; no model yet: it says so.
+    assert prompter.said == [] and prompter.asked == []
+    assert plan.warnings() == [
         "No model to start from (no version yet and no ImageNet weights): training starts "
         "from an untrained FCN-8s."]
     assert "--val-before" in argv and argv[argv.index("--init") + 1] == "scratch"
@@ -277,3 +282,30 @@ def ft_options():
     from fcn_studio.finetune_plan import FinetuneOptions
 
     return FinetuneOptions(epochs=10)
+
+
+@pytest.mark.parametrize("has_background", [True, False])
+def test_deleting_a_class_offers_background_only_where_there_is_one(
+        qtbot, ops, tmp_path: Path, has_background: bool) -> None:
+    from fcn_studio.classes import ClassSet
+
+    o, controller, prompter, _settings = ops
+    write_voc(tmp_path / "p", n=2, n_val=0)
+    names = list(CLASS_NAMES) if has_background else ["Sky", *CLASS_NAMES[1:]]
+    ClassSet(names, has_background=has_background).save(tmp_path / "p")
+    assert o.open_project(tmp_path / "p", model=ModelSpec.untrained(names))
+    prompter.answers = [0]  # the first button
+    with qtbot.waitSignal(o.classesChanged):
+        o.delete_class(1)
+    question = prompter.asked[-1]
+    assert question.startswith(f"Delete class 1 ({names[1]})?")
+    assert prompter.offered[-1] == (["Background (background)", "Void", "Cancel"]
+                                    if has_background else ["Void", "Cancel"])
+    assert controller.project.classes.names == (names[0], *names[2:])
+    if not has_background:
+        o.delete_class(0)  # Sky is a real class here: deleting it is asked, not refused
+        assert prompter.asked[-1].startswith("Delete class 0 (Sky)?")
+    else:
+        asked = len(prompter.asked)
+        o.delete_class(0)  # background: refused at once, no question
+        assert len(prompter.asked) == asked and "background" in prompter.said[-1][1]

@@ -107,3 +107,17 @@ def test_tick_helpers() -> None:
     assert nice_step(1, integer=True) == 1 and nice_step(0.3) == pytest.approx(0.1)
     assert nice_step(0) == 1.0 and nice_step(float("nan")) == 1.0
     assert label_format(0.25) == "%.2f" and label_format(5) == "%d" and label_format(0.5) == "%.1f"
+
+
+def test_a_plans_warnings_are_notes_in_the_panel_not_boxes(panel: TrainingPanel) -> None:
+    class Plan:
+        def warnings(self) -> list[str]:
+            return ["Only 3 labelled images: the model will learn a little.",
+                    "No validation images: there will be no before/after score."]
+
+    panel.reset(Plan())
+    assert not panel.notes_label.isHidden()
+    assert "Only 3 labelled images" in panel.notes_label.text()
+    assert "No validation images" in panel.log_view.toPlainText()
+    panel.reset()  # the next run without warnings hides them again
+    assert panel.notes_label.isHidden() and panel.notes_label.text() == ""
