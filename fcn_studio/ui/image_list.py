@@ -282,6 +282,11 @@ class ImageListPanel(QWidget):
         self.state_combo = QComboBox()
         self.state_combo.addItems(list(STATE_FILTERS))
         self.state_combo.setToolTip("Show only images in this state")
+        # Sized by a few characters, not its longest entry (the popup still shows all of
+        # it), so the Images panel can be narrowed to leave the canvas the room.
+        self.state_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.state_combo.setMinimumContentsLength(4)
         self.order_button = QToolButton()
         self.order_button.setCheckable(True)
         self.order_button.setAutoRaise(True)

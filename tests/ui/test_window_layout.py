@@ -13,7 +13,7 @@ from fcn_studio.model_spec import ModelSpec
 from fcn_studio.ui import canvas_tools
 from fcn_studio.ui.main_window import NOTICE_FIRST_RUN, MainWindow
 from fcn_studio.ui.settings import AppSettings
-from fcn_studio.ui.window_layout import default_rect, fit_rect
+from fcn_studio.ui.window_layout import SIDE_PANEL_MIN, default_rect, fit_rect
 from tests.synthetic import CLASS_NAMES, write_voc
 from tests.ui.conftest import small_checkpoint
 
@@ -271,3 +271,10 @@ def test_reopening_a_project_restores_image_tool_class_and_brush(qtbot, tmp_path
     assert again.canvas.tool() == "fill" and again.actions_["fill"].isChecked()
     assert again.canvas.class_value() == 2 and again.class_panel.current() == 2
     assert again.canvas.brush_radius() == 12 and again.tool_options.brush_radius() == 12
+
+
+def test_the_side_panels_narrow_to_the_default_side_width(qtbot, isolated_settings) -> None:
+    # The Images panel was held at 228 px by its state filter's longest entry.
+    w = _window(qtbot, isolated_settings, QRect(0, 0, 1280, 720))
+    for dock in (w.images_dock, w.classes_dock):
+        assert dock.widget().minimumSizeHint().width() <= SIDE_PANEL_MIN, dock.windowTitle()
