@@ -41,6 +41,18 @@ CURRENT_FILE: Final = "current.json"
 RUNS_DIR: Final = "runs"
 STATUSES: Final = ("finished", "cancelled", "time_limit", "failed")
 _ID_RE: Final = re.compile(r"v(\d{3,})")
+_TOMBSTONE: Final = ".deleted-"  # + a deleted version's id: its number stays taken
+
+
+def format_size(size: int | None) -> str:
+    """Bytes on disk, as a person reads them: "537 MB", "12.4 MB", "45 kB"."""
+    if size is None:
+        return "–"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{size} B"
 
 
 class VersionError(DataError):
@@ -84,6 +96,14 @@ class ModelVersion:
     @property
     def usable(self) -> bool:
         return self.broken is None
+
+    @property
+    def size_bytes(self) -> int | None:
+        """The size of its weights file on disk; None when it cannot be read."""
+        try:
+            return self.checkpoint.stat().st_size
+        except OSError:
+            return None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -263,9 +283,14 @@ class VersionStore:
         return self._store(chosen, meta, move=False)
 
     def delete(self, version_id: str) -> None:
-        """Remove a version; the pointer then falls back to the newest usable version."""
+        """Remove a version; the pointer then falls back to the newest usable version.
+
+        Its number is never given out again (a tombstone stays): predictions stored
+        under its id must not be taken for a later version's.
+        """
         version_dir = self.get(version_id).dir
         with self._lock:
+            (self.models_dir / f"{_TOMBSTONE}{version_id}").touch()
             trash = self.models_dir / f".trash-{version_id}-{os.getpid()}"
             os.replace(version_dir, trash)  # gone from list() at once, whatever rmtree leaves
             shutil.rmtree(trash, ignore_errors=True)
@@ -299,7 +324,7 @@ class VersionStore:
 
     def _next_number(self) -> int:
         numbers = [int(m.group(1)) for p in self.models_dir.iterdir()
-                   if (m := _ID_RE.fullmatch(p.name))]
+                   if (m := _ID_RE.fullmatch(p.name.removeprefix(_TOMBSTONE)))]
         return max(numbers, default=0) + 1
 
     def _store(self, source: Path, meta: dict[str, Any], *, move: bool) -> ModelVersion:

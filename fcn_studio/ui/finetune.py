@@ -18,11 +18,11 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, Signal
 
 from .. import finetune_plan as fp
-from ..finetune_plan import FinetuneOptions, FinetunePlan, PlanError
+from ..finetune_plan import FinetuneOptions, FinetunePlan, PlanError, startup_spec
 from ..model_spec import ModelSpec
 from ..project import Project
 from ..training_job_export import ExportChoice, export_training_job
-from ..versions import ModelVersion, VersionStore, better
+from ..versions import ModelVersion, VersionStore, better, format_size
 from .prompter import Prompter
 from .training_job import TrainingJob
 from .training_job_dialog import ask_export
@@ -215,6 +215,37 @@ class FinetuneController(QObject):
         self.store.set_current(v.id)
         self.labelling.set_model(ModelSpec.of_version(v.id, v.checkpoint, p.classes.names,
                                                       p.models_dir), refresh_all=True)
+        self.versionsChanged.emit()
+
+    def delete_version(self, version_id: str) -> None:
+        """Delete a version after asking; deleting the one in use switches to the model the
+        project then opens with (the newest usable version, else the starting model)."""
+        p = self.labelling.project
+        if self.store is None or p is None:
+            return
+        try:
+            v = self.store.get(version_id)
+        except KeyError:
+            self.versionsChanged.emit()  # gone already: show what is there
+            return
+        if self._run is not None and self._run["base"] == v.id:
+            self.prompter.warn("Models", f"{v.id} cannot be deleted: the training run in "
+                                         "progress started from it.")
+            return
+        in_use = v.id == self.current_id()
+        text = (f"Delete {v.id} ({format_size(v.size_bytes)})? Its weights are removed from "
+                "the project; this cannot be undone.")
+        if in_use:
+            text += "\n\nIt is the model in use: the app switches to the previous one."
+        if not self.prompter.confirm("Delete model version", text):
+            return
+        try:
+            self.store.delete(v.id)
+        except OSError as exc:
+            self.prompter.error("Models", f"Could not delete {v.id}: {exc}")
+        else:
+            if in_use:
+                self.labelling.set_model(startup_spec(p), refresh_all=True)
         self.versionsChanged.emit()
 
     # -- beyond one machine ----------------------------------------------------------------------

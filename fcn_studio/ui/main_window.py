@@ -372,6 +372,7 @@ class MainWindow(QMainWindow):
         tp.cancelRequested.connect(job.cancel)
         ft.versionsChanged.connect(self._refresh_versions)
         mp.useRequested.connect(ft.use_version)
+        mp.deleteRequested.connect(ft.delete_version)
         mp.importRunRequested.connect(ft.import_run)
         mp.exportJobRequested.connect(ft.export_job)
         mp.finetuneRequested.connect(ft.one_click)

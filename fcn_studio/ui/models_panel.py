@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from PySide6.QtCore import QSignalBlocker, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QKeyEvent, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -31,11 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..versions import format_size
 from .icons import icon
 from .training_panel import format_hms, format_percent
 
-COLUMNS: Final[tuple[str, ...]] = ("Version", "Created", "Status", "Val mean IoU", "Duration")
-COL_ID, COL_CREATED, COL_STATUS, COL_MIOU, COL_DURATION = range(len(COLUMNS))
+COLUMNS: Final[tuple[str, ...]] = ("Version", "Created", "Status", "Val mean IoU", "Duration",
+                                   "Size")
+COL_ID, COL_CREATED, COL_STATUS, COL_MIOU, COL_DURATION, COL_SIZE = range(len(COLUMNS))
 _ID_ROLE: Final[int] = Qt.ItemDataRole.UserRole
 _FINETUNE_TIP: Final[str] = "Train the model on the corrected labels (you keep working while it runs)"
 
@@ -73,6 +75,8 @@ class ModelsPanel(QWidget):
 
     useRequested = Signal(str)
     """Version id to load (switch to, or roll back to)."""
+    deleteRequested = Signal(str)
+    """Version id to delete (the controller asks first)."""
     importRunRequested = Signal()
     exportJobRequested = Signal()
     finetuneRequested = Signal()
@@ -116,6 +120,9 @@ class ModelsPanel(QWidget):
         self.finetune_button.setFont(bold)
         self.use_button = QPushButton(icon("model"), "Use this model")
         self.use_button.setToolTip("Predict with the selected version from now on (roll back or forward)")
+        self.delete_button = QPushButton(icon("remove"), "Delete…")
+        self.delete_button.setToolTip("Delete the selected version's weights from the project "
+                                      "(Del)")
         self.import_button = QPushButton(icon("import"), "Import run…")
         self.import_button.setToolTip("Add a run trained elsewhere, e.g. on a GPU server")
         self.export_button = QPushButton(icon("export"), "Export training job…")
@@ -125,6 +132,8 @@ class ModelsPanel(QWidget):
         top.addWidget(self.finetune_button, 1)
         top.addWidget(self.use_button, 1)
         more = QHBoxLayout()
+        more.addWidget(self.delete_button)
+        more.addStretch(1)
         more.addWidget(self.import_button)
         more.addWidget(self.export_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -137,6 +146,8 @@ class ModelsPanel(QWidget):
 
         self.finetune_button.clicked.connect(self.finetuneRequested)
         self.use_button.clicked.connect(self._use_selected)
+        self.delete_button.clicked.connect(self._delete_selected)
+        self.table.installEventFilter(self)  # Del in the table deletes (after asking)
         self.import_button.clicked.connect(self.importRunRequested)
         self.export_button.clicked.connect(self.exportJobRequested)
         self.table.itemSelectionChanged.connect(self._show_selected)
@@ -173,6 +184,7 @@ class ModelsPanel(QWidget):
             str(version.status or "").replace("_", " "),
             format_miou(version.mean_iou, version.before_mean_iou),
             format_hms(meta.get("duration_s")) if meta.get("duration_s") is not None else "–",
+            format_size(getattr(version, "size_bytes", None)),
         )
         current = version.id == self._current
         grey = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
@@ -216,9 +228,22 @@ class ModelsPanel(QWidget):
         if version_id is not None and self.can_use(version_id):
             self.useRequested.emit(version_id)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if (watched is self.table and event.type() == QEvent.Type.KeyPress
+                and isinstance(event, QKeyEvent) and event.key() == Qt.Key.Key_Delete):
+            self._delete_selected()
+            return True
+        return super().eventFilter(watched, event)
+
+    def _delete_selected(self) -> None:
+        version_id = self.selected_id()
+        if version_id is not None:
+            self.deleteRequested.emit(version_id)
+
     def _show_selected(self) -> None:
         version_id = self.selected_id()
         self.use_button.setEnabled(self.can_use(version_id))
+        self.delete_button.setEnabled(version_id is not None)
         version = self._versions.get(version_id) if version_id else None
         self.class_table.setRowCount(0)
         if version is None:

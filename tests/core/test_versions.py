@@ -152,7 +152,10 @@ def test_current_set_current_and_rollback(store: VersionStore, tmp_path: Path) -
     store.delete("v003")
     assert [v.id for v in store.list()] == ["v001", "v002"] and store.current().id == "v002"
     v4 = store.publish(fake_run(tmp_path / "r4", [epoch(1, 0.9)]), "v002", "finished", NAMES)
-    assert v4.id == "v003"  # the highest existing number + 1
+    # Never v003 again: stored predictions and learned heads keyed by "v003" belong to the
+    # deleted one. The tombstone is no version, and the size is that of the weights file.
+    assert v4.id == "v004" and [v.id for v in store.list()] == ["v001", "v002", "v004"]
+    assert v4.size_bytes == v4.checkpoint.stat().st_size > 0
 
 
 @pytest.mark.parametrize("damage, reason", [

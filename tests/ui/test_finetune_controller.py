@@ -309,3 +309,26 @@ def test_deleting_a_class_offers_background_only_where_there_is_one(
         asked = len(prompter.asked)
         o.delete_class(0)  # background: refused at once, no question
         assert len(prompter.asked) == asked and "background" in prompter.said[-1][1]
+
+
+def test_deleting_versions_asks_and_moves_off_the_one_in_use(
+        qtbot, finetune, tmp_path: Path) -> None:
+    from tests.core.test_versions import epoch, fake_run
+
+    ft, labelling, prompter = finetune
+    for i in range(2):
+        ft.store.publish(fake_run(tmp_path / f"r{i}", [epoch(1, 0.1 * (i + 1))]), "imagenet",
+                         "finished", list(CLASS_NAMES))
+    assert ft.current_id() == "v002"
+    prompter.answers = [False]  # "no": nothing is deleted
+    ft.delete_version("v002")
+    assert "Delete v002 (" in prompter.asked[-1] and "model in use" in prompter.asked[-1]
+    assert [v.id for v in ft.versions()] == ["v001", "v002"] and labelling.models_set == []
+    prompter.answers = [True]
+    with qtbot.waitSignal(ft.versionsChanged):
+        ft.delete_version("v002")
+    assert [v.id for v in ft.versions()] == ["v001"] and ft.current_id() == "v001"
+    assert labelling.models_set[-1].version == "v001"  # the app moved to the previous one
+    prompter.answers = [True]
+    ft.delete_version("v001")
+    assert ft.versions() == [] and labelling.models_set[-1].kind == "imagenet"

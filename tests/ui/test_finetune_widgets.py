@@ -12,8 +12,9 @@ from PySide6.QtGui import QFont
 from fcn_studio.finetune_plan import FinetuneOptions, default_epochs
 from fcn_studio.ui.effort_chart import EMPTY_TEXT, WINDOW, EffortChart, moving_average
 from fcn_studio.ui.finetune_dialog import FinetuneDialog, class_mismatch, split_counts
-from fcn_studio.ui.models_panel import COL_ID, COL_MIOU, ModelsPanel, format_miou
+from fcn_studio.ui.models_panel import COL_ID, COL_MIOU, COL_SIZE, ModelsPanel, format_miou
 from fcn_studio.ui.training_panel import DecimatedPoints, TrainingPanel, format_hms
+from fcn_studio.versions import format_size
 
 CLASSES = ["background", "road", "car", "person"]
 
@@ -277,6 +278,7 @@ class FakeVersion:
     per_class_iou: list[float | None] = field(default_factory=list)
     broken: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    size_bytes: int | None = 537_000_000
 
 
 def versions() -> list[FakeVersion]:
@@ -352,6 +354,17 @@ def test_models_panel_buttons_emit(qtbot, models: ModelsPanel) -> None:
                            (models.export_button, models.exportJobRequested)):
         with qtbot.waitSignal(signal):
             qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    models.select("v002")
+    with qtbot.waitSignal(models.deleteRequested) as blocker:
+        qtbot.mouseClick(models.delete_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["v002"]
+    models.table.setFocus()
+    with qtbot.waitSignal(models.deleteRequested) as blocker:  # the Delete key does the same
+        qtbot.keyClick(models.table, Qt.Key.Key_Delete)
+    assert blocker.args == ["v002"]
+    assert models.table.item(1, COL_SIZE).text() == "537 MB"
+    assert [format_size(n) for n in (None, 512, 45_300, 12_400_000, 2_100_000_000)] == [
+        "–", "512 B", "45.3 kB", "12.4 MB", "2.1 GB"]
     models.set_training(True)
     assert not models.finetune_button.isEnabled()
     models.set_training(False)
