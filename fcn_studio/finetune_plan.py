@@ -45,6 +45,8 @@ FEW_IMAGES: Final[int] = 5
 WORKERS: Final[int] = 1
 """Data-loader workers of a run on this computer: the app and its model keep running."""
 ACCELERATORS: Final[tuple[str, ...]] = ("cuda", "mps")
+AUTO_FINETUNE_CHOICES: Final[tuple[int, ...]] = (0, 10, 25, 50)
+"""Model > Fine-tune in the Background: off (0), or after this many new saved labels."""
 
 SplitOf = Callable[[str], "str | None"]
 """image id -> "train", "val" or None: the project's split lists."""
@@ -361,6 +363,16 @@ def make_plan(options: FinetuneOptions, *, labelled: Sequence[str], split_of: Sp
 def train_argv(data: str | Path, out: str | Path, args: Sequence[str]) -> list[str]:
     """The whole command line after ``train``: ``DATA --out RUN --json ARGS``."""
     return [str(data), "--out", str(out), *([] if "--json" in args else ["--json"]), *args]
+
+
+def new_labels(labelled: Sequence[str], newest: ModelVersion | None) -> list[str]:
+    """Saved labels the newest version's run did not see (neither trained nor validated
+    on): all of them before the first version. What a background fine-tune waits for."""
+    if newest is None:
+        return list(labelled)
+    meta = newest.meta or {}
+    seen = set(meta.get("train_ids") or ()) | set(meta.get("val_ids") or ())
+    return [i for i in labelled if i not in seen]
 
 
 def startup_spec(project: Any) -> ModelSpec:

@@ -12,6 +12,7 @@ the engine's ``train`` command.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from ..finetune_plan import FinetuneOptions, FinetunePlan, PlanError, startup_sp
 from ..model_spec import ModelSpec
 from ..project import Project
 from ..training_job_export import ExportChoice, export_training_job
-from ..versions import ModelVersion, VersionStore, better, format_size
+from ..versions import ModelVersion, VersionError, VersionStore, better, format_size
 from .prompter import Prompter
 from .training_job import TrainingJob
 from .training_job_dialog import ask_export
@@ -49,6 +50,9 @@ class Labelling(Protocol):
 class FinetuneController(QObject):
     versionsChanged = Signal()
     runStarted = Signal(object)  # the FinetunePlan of a run whose child was just started
+    autoStarted = Signal(object)  # the same, for a run started in the background by itself
+    autoStatus = Signal(str)
+    """A line about a background run for the status bar: those never open a box."""
 
     def __init__(self, labelling: Labelling, prompter: Prompter,
                  parent: QObject | None = None, job: TrainingJob | None = None) -> None:
@@ -59,6 +63,9 @@ class FinetuneController(QObject):
         self.store: VersionStore | None = None
         self._run: dict[str, Any] | None = None  # what the running job started from
         self._closing = False
+        self.auto_after = 0
+        """Start a run by itself once this many new labels are saved (0: never)."""
+        self._auto_hold = 0  # after a background run that failed: labels to wait for first
         # Importing a run copies its checkpoint (hundreds of MB): off the GUI thread.
         self.background = BackgroundWorker("finetune-io", self)
         self.background.done.connect(self._on_imported)
@@ -128,14 +135,37 @@ class FinetuneController(QObject):
         if dlg.exec():
             self.start(dlg.options())
 
-    def start(self, options: FinetuneOptions | dict[str, Any]) -> bool:
-        """Start a run; False (and the reason shown) when it cannot start."""
+    # -- in the background, by itself -------------------------------------------------------
+    def set_auto_after(self, count: int) -> None:
+        """Model > Fine-tune in the Background: after ``count`` new labels (0: off)."""
+        self.auto_after = max(0, int(count))
+        self._auto_hold = 0
+
+    def on_label_saved(self, _image_id: str = "") -> None:
+        """A label reached the disk: start a background run once enough are new since the
+        newest version's run. It uses the one-click defaults and never asks anything."""
+        if not self.auto_after or self.store is None or self.job.is_running():
+            return
+        labelled = self._labelled()
+        fresh = fp.new_labels(labelled, self.store.latest())
+        if len(fresh) >= self.auto_after and len(labelled) >= self._auto_hold:
+            self.start(FinetuneOptions(), auto=True)
+
+    def _say(self, auto: bool, kind: str, text: str) -> None:
+        """A message: the status bar for background runs, a box for the person's own."""
+        if auto:
+            self.autoStatus.emit(f"Background fine-tune: {text}")
+        else:
+            getattr(self.prompter, kind)("Fine-tune", text)
+
+    def start(self, options: FinetuneOptions | dict[str, Any], *, auto: bool = False) -> bool:
+        """Start a run; False (and the reason shown) when it cannot start. ``auto``: a
+        background run (no question, no box; a missing ImageNet download fails the run)."""
         p = self.labelling.project
         if p is None or self.store is None:
             return False
         if self.job.is_running():
-            self.prompter.warn("Fine-tune", "A training run is already in progress; cancel it "
-                                            "first.")
+            self._say(auto, "warn", "A training run is already in progress; cancel it first.")
             return False
         self.labelling.flush()  # the newest corrections are training data too
         try:
@@ -143,9 +173,9 @@ class FinetuneController(QObject):
                 FinetuneOptions.from_dict(options))
             plan = self.plan(opts)
         except PlanError as exc:
-            self.prompter.warn("Fine-tune", str(exc))
+            self._say(auto, "warn", str(exc))
             return False
-        if plan.base.needs_imagenet_weights and not self._imagenet_weights():
+        if not auto and plan.base.needs_imagenet_weights and not self._imagenet_weights():
             return False
         # plan.warnings() are shown as notes in the training panel (runStarted), never as
         # boxes: a one-click start must start.
@@ -157,10 +187,14 @@ class FinetuneController(QObject):
             lists[name].write_text("".join(f"{i}\n" for i in ids))
         args = plan.train_args(train_list=lists["train"], val_list=lists["val"])
         self._run = {"base": plan.base.parent, "names": list(plan.class_names),
-                     "run_dir": run_dir}
+                     "run_dir": run_dir, "auto": auto, "labelled": len(plan.train_ids)
+                     + len(plan.val_ids)}
         self._closing = False
         self.job.start(p.root, run_dir / "run", args)
-        self.runStarted.emit(plan)
+        (self.autoStarted if auto else self.runStarted).emit(plan)
+        if auto:
+            self.autoStatus.emit(f"Background fine-tune started on {self._run['labelled']} "
+                                 "saved labels (View > Panels > Training shows it).")
         return True
 
     def _imagenet_weights(self) -> bool:
@@ -175,6 +209,7 @@ class FinetuneController(QObject):
         if run is None or self.store is None:
             return
         status = result.get("status", "failed")
+        in_use = self.current_id()  # before publishing: the newest version counts as current
         version = None
         try:
             # Even a failed or killed run keeps its last good checkpoint as a version
@@ -184,21 +219,38 @@ class FinetuneController(QObject):
                                          events=self.job.events)
         except Exception as exc:  # noqa: BLE001 - shown, the app carries on
             if not self._closing:
-                self.prompter.error("Fine-tune", f"Could not store the new model:\n{exc}")
+                self._say(run["auto"], "error", f"Could not store the new model:\n{exc}")
+        if version is not None and in_use != version.id:
+            # Until it is chosen, the model in use stays the project's current one, also on
+            # the next start (with no pointer, the newest version would take its place).
+            with contextlib.suppress(OSError, VersionError):
+                self.store.set_current(in_use)
         self.versionsChanged.emit()
         if self._closing:
             return  # the app is closing: the version is kept, nothing is switched or asked
         if status in ("failed", "crashed"):
             kept = f" Its last checkpoint was kept as {version.id}." if version else ""
-            self.prompter.warn("Fine-tune", f"Training stopped: "
-                               f"{result.get('error') or status}.{kept}\n\n"
-                               f"{(result.get('log') or '')[-1500:]}")
+            if run["auto"]:  # not again at the next save: after as many new labels again
+                self._auto_hold = run["labelled"] + self.auto_after
+                self._say(True, "warn", f"stopped: {result.get('error') or status}.{kept} "
+                          "The Training panel has its log.")
+            else:
+                self.prompter.warn("Fine-tune", f"Training stopped: "
+                                   f"{result.get('error') or status}.{kept}\n\n"
+                                   f"{(result.get('log') or '')[-1500:]}")
             return
         if version is None:
             return
         old = self.store.get(run["base"]) if run["base"].startswith("v") else None
         if better(version, old):
             self.use_version(version.id)
+            if run["auto"]:
+                self._say(True, "info", f"{version.id} is in use ({_pct(version.mean_iou)} "
+                          "on validation).")
+        elif run["auto"]:  # kept in the Models dock; switching is the person's call
+            self._say(True, "info", f"{version.id} scored {_pct(version.mean_iou)} against "
+                      f"{_pct(version.before_mean_iou)} before: the model in use stays "
+                      "(the Models dock can switch).")
         elif self.prompter.confirm(
                 "Fine-tune", f"The new model {version.id} does not score better on validation "
                 f"({_pct(version.mean_iou)} vs {_pct(version.before_mean_iou)}). Use it anyway?"):

@@ -39,7 +39,13 @@ from .effort_chart import EffortChart
 from .finetune import FinetuneController
 from .image_list import ImageListPanel
 from .inference import InferenceWorker, ModelInfo
-from .menus import build_menus, build_panels_menu, build_recent_menu, build_toolbar
+from .menus import (
+    build_auto_finetune_menu,
+    build_menus,
+    build_panels_menu,
+    build_recent_menu,
+    build_toolbar,
+)
 from .models_panel import ModelsPanel
 from .notices import NoticeBar
 from .project_ops import ProjectOps
@@ -107,6 +113,8 @@ class MainWindow(QMainWindow):
         self.menus = build_menus(self, self.actions_)
         self._device = device
         self._build_device_menu()
+        build_auto_finetune_menu(self.menus["Model"], self.actions_["cancel_training"],
+                                 self.settings, self.finetune.set_auto_after)
         build_toolbar(self, self.actions_)
         build_panels_menu(self.menus["View"], self.docks(), self.reset_layout)
         build_recent_menu(self.menus["File"], self.actions_["export"], self.settings,
@@ -361,6 +369,9 @@ class MainWindow(QMainWindow):
         ft, job, tp, mp = self.finetune, self.finetune.job, self.training_panel, self.models_panel
         self.ops.classesChanged.connect(self.refresh_classes)
         ft.runStarted.connect(lambda plan: (tp.reset(plan), self.show_training_dock()))
+        ft.autoStarted.connect(tp.reset)  # a background run leaves the panels as they are
+        ft.autoStatus.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        self.controller.labelSaved.connect(ft.on_label_saved)
         job.started.connect(tp.on_started)
         job.progress.connect(tp.on_progress)
         job.epochFinished.connect(tp.on_epoch)

@@ -9,6 +9,7 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
+from ..finetune_plan import AUTO_FINETUNE_CHOICES
 from .settings import AppSettings
 
 MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -105,4 +106,40 @@ def build_recent_menu(file_menu: QMenu, before: QAction, settings: AppSettings,
 
     menu.aboutToShow.connect(fill)
     fill()
+    return menu
+
+
+AUTO_FINETUNE_KEY = "auto_finetune_after"
+
+
+def build_auto_finetune_menu(model_menu: QMenu, before: QAction, settings: AppSettings,
+                             set_count: Callable[[int], None]) -> QMenu:
+    """Model > Fine-tune in the Background: off, or a full fine-tune by itself after N new
+    saved labels (instant learning keeps going meanwhile). Remembered across starts."""
+    menu = QMenu("Fine-tune in the &Background", model_menu)
+    menu.setToolTipsVisible(True)
+    model_menu.insertMenu(before, menu)
+    group = QActionGroup(menu)
+    try:
+        chosen = int(settings.value(AUTO_FINETUNE_KEY, 0) or 0)
+    except (TypeError, ValueError):
+        chosen = 0
+    if chosen not in AUTO_FINETUNE_CHOICES:
+        chosen = 0
+    for count in AUTO_FINETUNE_CHOICES:
+        act = menu.addAction("&Off" if count == 0 else f"After {count} New Labels")
+        act.setCheckable(True)
+        act.setChecked(count == chosen)
+        act.setData(count)
+        act.setToolTip("Only when you click Fine-tune" if count == 0 else
+                       f"Start a fine-tune with the one-click defaults once {count} labels "
+                       "were saved since the last run; a better model is used when it ends")
+        group.addAction(act)
+
+        def choose(_checked: bool = False, n: int = count) -> None:
+            settings.set_value(AUTO_FINETUNE_KEY, n)
+            set_count(n)
+
+        act.triggered.connect(choose)
+    set_count(chosen)
     return menu

@@ -157,3 +157,15 @@ def test_the_plan_imports_neither_qt_nor_torch() -> None:
             "sys.exit(str(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=Path(__file__).resolve().parents[2])
+
+
+def test_new_labels_are_those_the_newest_run_did_not_see(tmp_path) -> None:
+    from fcn_studio.finetune_plan import new_labels
+    from fcn_studio.versions import ModelVersion
+
+    labelled = ["a", "b", "c", "d"]
+    assert new_labels(labelled, None) == labelled  # before the first version: all of them
+    v = ModelVersion("v001", tmp_path, tmp_path / "model.pt",
+                     {"train_ids": ["a", "b"], "val_ids": ["c"]})
+    assert new_labels(labelled, v) == ["d"]
+    assert new_labels(labelled, ModelVersion("v002", tmp_path, tmp_path / "m.pt", {})) == labelled

@@ -332,3 +332,54 @@ def test_deleting_versions_asks_and_moves_off_the_one_in_use(
     prompter.answers = [True]
     ft.delete_version("v001")
     assert ft.versions() == [] and labelling.models_set[-1].kind == "imagenet"
+
+
+def test_a_background_run_starts_by_itself_once_enough_labels_are_new(
+        qtbot, finetune, project: Project) -> None:
+    ft, labelling, prompter = finetune
+    statuses: list[str] = []
+    ft.autoStatus.connect(statuses.append)
+    ft.on_label_saved("a")  # off by default
+    ft.set_auto_after(10)  # six saved labels are not ten
+    with qtbot.assertNotEmitted(ft.autoStarted, wait=50):
+        ft.on_label_saved("a")
+    assert not ft.job.is_running()
+    ft.set_auto_after(3)
+    with qtbot.waitSignal(ft.job.started, timeout=30_000):
+        with qtbot.assertNotEmitted(ft.runStarted):
+            with qtbot.waitSignal(ft.autoStarted):
+                ft.on_label_saved("a")
+    assert prompter.said == [] and prompter.asked == []  # never a box, never a question
+    assert statuses[-1].startswith("Background fine-tune started on 6 saved labels")
+    with qtbot.assertNotEmitted(ft.autoStarted, wait=50):
+        ft.on_label_saved("a")  # one run at a time
+    with qtbot.waitSignal(ft.job.finished, timeout=30_000):
+        ft.job.cancel()
+    assert prompter.said == []
+
+
+def test_a_background_run_that_fails_or_scores_worse_asks_nothing(
+        qtbot, finetune, project: Project, tmp_path: Path) -> None:
+    from tests.core.test_versions import epoch, fake_run
+
+    ft, labelling, prompter = finetune
+    statuses: list[str] = []
+    ft.autoStatus.connect(statuses.append)
+    ft.store.publish(fake_run(tmp_path / "r0", [epoch(0, 0.1), epoch(1, 0.5)]), "imagenet",
+                     "finished", list(CLASS_NAMES))
+    ft.set_auto_after(2)
+    # A background run from v001 that scored worse: listed, not used, nothing asked.
+    ft._run = {"base": "v001", "names": list(CLASS_NAMES), "run_dir": tmp_path / "r1",
+               "auto": True, "labelled": 6}
+    fake_run(tmp_path / "r1" / "run", [epoch(0, 0.5), epoch(1, 0.3)])
+    ft._on_finished({"status": "finished", "run_dir": str(tmp_path / "r1" / "run")})
+    assert [v.id for v in ft.versions()] == ["v001", "v002"] and ft.current_id() == "v001"
+    assert prompter.asked == [] and labelling.models_set == []
+    assert "v002 scored 30.0 %" in statuses[-1] and "stays" in statuses[-1]
+    # A failed one: said in the status bar, and the next try waits for two more labels.
+    ft._run = {"base": "v001", "names": list(CLASS_NAMES), "run_dir": tmp_path / "r2",
+               "auto": True, "labelled": 6}
+    ft._on_finished({"status": "failed", "error": "out of memory"})
+    assert prompter.said == [] and "stopped: out of memory" in statuses[-1]
+    with qtbot.assertNotEmitted(ft.autoStarted, wait=50):
+        ft.on_label_saved("a")  # still six labels: held until eight
