@@ -223,3 +223,18 @@ def test_active_learning_order_puts_the_most_uncertain_unsaved_image_next(
     assert window.controller.session.image_id == "img002"
     # "Next most uncertain" offers the most uncertain unsaved image other than this one.
     assert window.controller.most_uncertain() == "img003"
+
+
+def test_background_fine_tune_menu_sets_and_remembers_the_count(
+        qtbot, window: MainWindow, isolated_settings) -> None:
+    menu = next(a.menu() for a in window.menus["Model"].actions()
+                if a.menu() is not None and "Background" in a.text())
+    texts = [a.text() for a in menu.actions()]
+    assert texts == ["&Off", "After 10 New Labels", "After 25 New Labels", "After 50 New Labels"]
+    assert window.finetune.auto_after == 0 and menu.actions()[0].isChecked()
+    menu.actions()[2].trigger()
+    assert window.finetune.auto_after == 25 and menu.actions()[2].isChecked()
+    assert int(isolated_settings.value("auto_finetune_after")) == 25
+    # Saving a label is what asks the fine-tune controller (six saved labels here: not 25).
+    with qtbot.assertNotEmitted(window.finetune.autoStarted, wait=50):
+        window.controller.labelSaved.emit("street_01")
