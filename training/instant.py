@@ -1,7 +1,8 @@
 """Instant learning: after every saved label, train the FCN's head on cached features.
 
-The backbone (VGG16 up to fc7) costs nearly all of a prediction; the head (the
-1x1 score layers on fc7, pool4 and pool3, and the upsampling) is tiny. So when the
+The backbone (VGG16 up to fc7, or any of :mod:`training.backbones`) costs nearly
+all of a prediction; the head (the 1x1 score layers on fc7, pool4 and pool3, and
+the upsampling) is tiny. So when the
 model predicts an image, its skip-tap features are kept (:mod:`feature_cache`),
 and when the person saves that image's label, the head alone learns on the
 features of every saved image in a second or two. The next prediction uses the
@@ -370,15 +371,23 @@ HEAD_FORMAT = "fcn-studio-head"
 
 
 def backbone_fingerprint(model: FCN) -> str:
-    """A short digest of the first and last backbone layers: a head is only ever put
-    back on the backbone it learned on."""
+    """A short digest of the first and last backbone layers' parameters: a head is
+    only ever put back on the backbone it learned on.
+
+    For VGG16 that is conv1_1 and fc7 (weight, then bias), as it always was, so the
+    head files written before there were other backbones still fit.
+    """
     import hashlib
 
+    layers: dict[str, list[torch.nn.Parameter]] = {}  # module -> its parameters, in model order
+    for name, param in model.named_parameters():
+        if not is_head_parameter(name):
+            layers.setdefault(name.rpartition(".")[0], []).append(param)
+    names = list(layers)
     h = hashlib.sha256()
-    for name in ("conv1_1", "fc7"):
-        layer = getattr(model, name)
-        h.update(layer.weight.detach().to("cpu", torch.float32).numpy().tobytes()[:1 << 20])
-        h.update(layer.bias.detach().to("cpu", torch.float32).numpy().tobytes())
+    for layer in dict.fromkeys((names[0], names[-1])):
+        for param in layers[layer]:
+            h.update(param.detach().to("cpu", torch.float32).numpy().tobytes()[:1 << 20])
     return h.hexdigest()[:16]
 
 

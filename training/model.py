@@ -1,11 +1,14 @@
-"""FCN-32s, FCN-16s and FCN-8s on a VGG16 backbone (Long, Shelhamer, Darrell).
+"""FCN-32s, FCN-16s and FCN-8s (Long, Shelhamer, Darrell) on any of the backbones.
 
-Layer names are the reference ones (``conv1_1`` ... ``fc7``, ``score_fr``,
-``score_pool4``, ``upscore2`` ...), so pytorch-fcn and Caffe-converted state dicts
-load with a plain ``load_state_dict``. Two alignments (ARCHITECTURE.md, "FCN-8s alignments"):
+The backbones (VGG16 as in the paper, and AlexNet, GoogLeNet, MobileNetV3-Large,
+ResNet50) live in :mod:`training.backbones`; each gives feature maps at strides 8,
+16 and 32, and the head here scores and fuses them. VGG16's layer names are the
+reference ones (``conv1_1`` ... ``fc7``, ``score_fr``, ``score_pool4``, ``upscore2``
+...), so pytorch-fcn and Caffe-converted state dicts load with a plain
+``load_state_dict``. Two alignments (ARCHITECTURE.md, "FCN-8s alignments"):
 
-- ``reference``: exactly the published network: conv1_1 pads by 100, fc6 has no
-  padding, and Caffe's crop offsets line the skips up. Any input size works.
+- ``reference`` (VGG16 only): exactly the published network: conv1_1 pads by 100,
+  fc6 has no padding, and Caffe's crop offsets line the skips up. Any input size works.
 - ``same``: conv1_1 pads by 1, fc6 by 3 and the input is padded to a multiple of
   32, so every skip already has the size of the upsampled score it joins. Same
   weights, about 1.7x less compute at 500x500.
@@ -21,15 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backbones import BACKBONES, TAP_STRIDES, VGG16_BLOCKS, VGG_BACKBONES, get_backbone
+
+__all__ = ["ALIGNMENTS", "ARCHS", "BACKBONES", "FCN", "ModelConfig", "VGG16_BLOCKS",
+           "bilinear_kernel", "build_model", "is_head_parameter", "reinit_score_layers",
+           "transfer_weights"]
 ARCHS: Final = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce")
-BACKBONES: Final = ("vgg16", "vgg16_bn")
 ALIGNMENTS: Final = ("same", "reference")
 
 MAX_CLASSES: Final = 255
 """Label maps are uint8 with 255 = void, so class ids run 0..254."""
-
-VGG16_BLOCKS: Final = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-"""Output channels of each 3x3 conv, per block; a 2x2 max-pool ends every block."""
 
 REFERENCE_OFFSETS: Final[Mapping[str, Mapping[str, int]]] = {
     "fcn32s": {"final": 19},
@@ -41,8 +45,6 @@ REFERENCE_OFFSETS: Final[Mapping[str, Mapping[str, int]]] = {
 
 AT_ONCE_SCALES: Final = {"score_pool4": 0.01, "score_pool3": 0.0001}
 """FCN-8s at once damps the skips so that all of them can learn together from the start."""
-
-_SKIP_INPUTS: Final = {"score_pool4": "pool4", "score_pool3": "pool3"}
 
 # Upsampling layers per architecture: (name, stride); each kernel is 2 x stride.
 _UPSAMPLING: Final[Mapping[str, tuple[tuple[str, int], ...]]] = {
@@ -64,10 +66,15 @@ class ModelConfig:
     backbone: str = "vgg16"
     alignment: str = "same"
     learnable_upsampling: bool = False  # False: the bilinear deconvs stay frozen
-    # Width of fc6/fc7. 4096 is the paper's and the only width ImageNet's classifier
-    # weights fit; a narrower head (e.g. 1024) trains from scratch faster and saves
-    # memory and disk (fc6 alone is 103M of FCN-8s's 134M parameters at 4096).
+    # Width of fc6/fc7 (VGG16 and AlexNet; the other backbones have none and ignore
+    # it). 4096 is the paper's and the only width ImageNet's classifier weights fit;
+    # a narrower head (e.g. 1024) trains from scratch faster and saves memory and
+    # disk (fc6 alone is 103M of FCN-8s's 134M parameters at 4096).
     fc_channels: int = 4096
+    # BatchNorm layers keep their running statistics while training (eval mode):
+    # set for backbones started from ImageNet, whose statistics the small batches
+    # of a labelling session would only blur (training.backbones, "BatchNorm").
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         n = self.num_classes
@@ -80,10 +87,12 @@ class ModelConfig:
         fc = self.fc_channels
         if isinstance(fc, bool) or not isinstance(fc, int) or not 1 <= fc <= 8192:
             raise ValueError(f"fc_channels must be an integer from 1 to 8192, not {fc!r}")
-        if not isinstance(self.learnable_upsampling, bool):
-            raise ValueError(
-                f"learnable_upsampling must be true or false, not {self.learnable_upsampling!r}"
-            )
+        for flag in ("learnable_upsampling", "freeze_bn"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
+        if self.alignment == "reference" and self.backbone not in VGG_BACKBONES:
+            raise ValueError(f"the reference alignment is VGG16's ({', '.join(VGG_BACKBONES)}); "
+                             f"use the same alignment for {self.backbone}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, as stored in checkpoints."""
@@ -153,6 +162,7 @@ class FCN(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.backbone = get_backbone(config.backbone)
         self.crop_offsets: dict[str, int] = (
             dict(REFERENCE_OFFSETS[config.arch]) if config.alignment == "reference"
             # In "same" alignment every blob already starts at the input's origin.
@@ -169,32 +179,13 @@ class FCN(nn.Module):
         cfg = self.config
         n = cfg.num_classes
         reference = cfg.alignment == "reference"
-        self._block_layers: list[list[tuple[str, str | None]]] = []
-        in_ch = 3
-        for b, widths in enumerate(VGG16_BLOCKS, start=1):
-            block: list[tuple[str, str | None]] = []
-            for i, out_ch in enumerate(widths, start=1):
-                # The reference pads conv1_1 by 100 so that any input survives
-                # fc6's 7x7 valid conv and the crops downstream.
-                pad = 100 if (reference and b == 1 and i == 1) else 1
-                setattr(self, f"conv{b}_{i}", nn.Conv2d(in_ch, out_ch, 3, padding=pad))
-                bn = None
-                if cfg.backbone == "vgg16_bn":
-                    bn = f"bn{b}_{i}"
-                    setattr(self, bn, nn.BatchNorm2d(out_ch))
-                block.append((f"conv{b}_{i}", bn))
-                in_ch = out_ch
-            self._block_layers.append(block)
-        fc = cfg.fc_channels
-        self.fc6 = nn.Conv2d(512, fc, 7, padding=0 if reference else 3)
-        self.drop6 = nn.Dropout(0.5)  # element-wise, as Caffe's dropout
-        self.fc7 = nn.Conv2d(fc, fc, 1)
-        self.drop7 = nn.Dropout(0.5)
-        self.score_fr = nn.Conv2d(fc, n, 1)
+        self.backbone.build(self, cfg.fc_channels, reference)
+        channels = self.backbone.channels(cfg.fc_channels)
+        self.score_fr = nn.Conv2d(channels["fc7"], n, 1)
         if cfg.arch != "fcn32s":
-            self.score_pool4 = nn.Conv2d(512, n, 1)
+            self.score_pool4 = nn.Conv2d(channels["pool4"], n, 1)
         if cfg.arch in ("fcn8s", "fcn8s-atonce"):
-            self.score_pool3 = nn.Conv2d(256, n, 1)
+            self.score_pool3 = nn.Conv2d(channels["pool3"], n, 1)
         for name, stride in _UPSAMPLING[cfg.arch]:
             # "same": padding stride/2 trims the deconv to exactly stride x its input
             # and centres input pixel i on output block [s*i, s*i+s).
@@ -205,11 +196,11 @@ class FCN(nn.Module):
     def reset_parameters(self) -> None:
         """Fresh weights: kaiming backbone, zero score layers, bilinear upsampling."""
         with torch.no_grad():
-            for name, module in self.named_children():
+            for name, module in self.named_modules():
                 if isinstance(module, nn.ConvTranspose2d):
                     module.weight.copy_(bilinear_kernel(module.in_channels, module.kernel_size[0]))
                     module.weight.requires_grad_(self.config.learnable_upsampling)
-                elif isinstance(module, nn.Conv2d) and name.startswith("score"):
+                elif isinstance(module, nn.Conv2d) and is_head_parameter(name):
                     # Zero scores: a new head starts by predicting nothing, and the
                     # skips start as no-ops, as in the reference solvers.
                     nn.init.zeros_(module.weight)
@@ -221,6 +212,15 @@ class FCN(nn.Module):
                         nn.init.zeros_(module.bias)
                 elif isinstance(module, nn.BatchNorm2d):
                     module.reset_parameters()
+
+    def train(self, mode: bool = True) -> FCN:
+        """As nn.Module's, but BatchNorm stays in eval mode when ``freeze_bn`` is set."""
+        super().train(mode)
+        if mode and self.config.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def _layer(self, name: str) -> nn.Module:
         """A layer that exists only in some architectures (set with setattr)."""
@@ -244,22 +244,23 @@ class FCN(nn.Module):
         """The backbone: normalised ``N x 3 x H x W`` -> the skip taps (pool3 1/8, pool4
         1/16, fc7 1/32), only those the head uses. ``x`` is padded here in the "same"
         alignment, so :meth:`head` needs the unpadded size."""
-        if self.config.alignment == "same":
-            x = _pad_to_multiple(x, _SAME_MULTIPLE)
         taps = self.skip_taps()
-        out: dict[str, Tensor] = {}
-        h = x
-        for b, block in enumerate(self._block_layers, start=1):
-            for conv, bn in block:
-                h = getattr(self, conv)(h)
-                if bn is not None:
-                    h = getattr(self, bn)(h)
-                h = F.relu(h, inplace=True)
-            h = F.max_pool2d(h, 2, 2, ceil_mode=True)  # 1/2, 1/4, 1/8, 1/16, 1/32
-            if f"pool{b}" in taps:
-                out[f"pool{b}"] = h
-        h = self.drop6(F.relu(self.fc6(h), inplace=True))
-        out["fc7"] = self.drop7(F.relu(self.fc7(h), inplace=True))
+        if self.config.alignment != "same":
+            raw = self.backbone.forward(self, x, taps)
+            return {t: raw[t] for t in taps}
+        x = _pad_to_multiple(x, _SAME_MULTIPLE)
+        h, w = x.shape[-2:]
+        before, after = self.backbone.pad
+        if before or after:
+            x = F.pad(x, (before, after, before, after), mode="replicate")
+        raw = self.backbone.forward(self, x, taps)
+        # Every tap exactly padded size / stride, from the cell the backbone's
+        # alignment asks for (training.backbones, "Alignment").
+        out = {}
+        for t in taps:
+            size, offset = (h // TAP_STRIDES[t], w // TAP_STRIDES[t]), self.backbone.offsets.get(t, 0)
+            exact = offset == 0 and tuple(raw[t].shape[-2:]) == size
+            out[t] = raw[t] if exact else _crop(raw[t], offset, *size)
         return out
 
     def coarse_scores(self, feats: Mapping[str, Tensor]) -> Tensor:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import preprocess
+from .backbones import get_backbone
 from .checkpoint import LoadedModel, adapt_classes, load_model, palette_table
 from .model import ModelConfig, build_model, transfer_weights
 from .train_config import TrainConfig
@@ -16,8 +17,10 @@ DEFAULT_ARCH = "fcn8s"
 def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = DEFAULT_ARCH,
                 backbone: str = "vgg16", alignment: str = "same", fc_channels: int = 4096,
                 progress: bool = True) -> LoadedModel:
-    """A new FCN for ``class_names``: ImageNet VGG16 backbone (``init="imagenet"``) or
-    random weights (``"scratch"``); score layers start at zero either way.
+    """A new FCN for ``class_names``: an ImageNet backbone (``init="imagenet"``, with
+    that weights entry's input normalisation and, for BatchNorm backbones, frozen
+    BatchNorm statistics) or random weights (``"scratch"``); score layers start at
+    zero either way.
 
     Raises WeightsUnavailableError when the ImageNet file is neither cached nor
     downloadable.
@@ -25,14 +28,18 @@ def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = D
     if init not in ("imagenet", "scratch"):
         raise ValueError(f"init must be 'imagenet' or 'scratch', not {init!r}")
     n = len(class_names)
+    imagenet = init == "imagenet"
     model = build_model(ModelConfig(num_classes=n, arch=arch, backbone=backbone,
-                                    alignment=alignment, fc_channels=fc_channels))
-    if init == "imagenet":
-        from .weights import imagenet_vgg16_state, init_from_imagenet
+                                    alignment=alignment, fc_channels=fc_channels,
+                                    freeze_bn=imagenet and get_backbone(backbone).has_bn))
+    normalization = preprocess.TORCHVISION
+    if imagenet:
+        from .weights import imagenet_normalization, imagenet_state, init_from_imagenet
 
-        init_from_imagenet(model, imagenet_vgg16_state(backbone, progress=progress))
+        init_from_imagenet(model, imagenet_state(backbone, progress=progress))
+        normalization = imagenet_normalization(backbone)
     return LoadedModel(model=model, class_names=list(class_names),
-                       normalization=preprocess.TORCHVISION, palette=palette_table(None, n),
+                       normalization=normalization, palette=palette_table(None, n),
                        meta={"init": init}, source="new")
 
 

@@ -77,6 +77,11 @@ class SimConfig:
             raise ValueError("--images must be at least 1")
         if self.max_side is not None and self.max_side < 32:
             raise ValueError("--max-side must be at least 32 pixels")
+        from .backbones import get_backbone
+
+        if self.fc_channels != 4096 and not get_backbone(self.backbone).has_fc:
+            raise ValueError(f"--fc-channels: --backbone {self.backbone} has no fc6/fc7 "
+                             "(only vgg16, vgg16_bn and alexnet have)")
 
 
 @dataclass
@@ -319,6 +324,8 @@ def _human(record: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backbones import BACKBONES
+
     d = SimConfig(data="")
     p = argparse.ArgumentParser(
         prog="fcn-simulate",
@@ -331,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=d.init,
                    help="starting model: imagenet, scratch (untrained), or a checkpoint PATH")
     p.add_argument("--arch", default=d.arch, help="architecture of a new model (default %(default)s)")
-    p.add_argument("--backbone", default=d.backbone, help="backbone of a new model")
+    p.add_argument("--backbone", choices=BACKBONES, default=d.backbone,
+                   help="backbone of a new model (default %(default)s)")
     p.add_argument("--fc-channels", type=int, default=d.fc_channels,
                    help="width of fc6/fc7 of a new model (default %(default)s)")
     p.add_argument("--block", type=int, default=d.block, help="images per block in the summary")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .backbones import VGG_BACKBONES, get_backbone
 from .device import DEVICE_CHOICES  # noqa: F401  (documented choices)
 from .errors import FCNError
 from .model import ALIGNMENTS, ARCHS, BACKBONES
@@ -138,12 +139,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=ARCHS, default=None,
                    help=f"network (default {d.arch}, or the --init model's)")
     p.add_argument("--backbone", choices=BACKBONES, default=d.backbone,
-                   help="vgg16 (ImageNet) or vgg16_bn (better for --init scratch)")
+                   help="backbone of a new model: vgg16 (the paper's, most accurate), vgg16_bn "
+                        "(better for --init scratch), alexnet and googlenet (the paper's "
+                        "others), mobilenet_v3_large (fastest, for a CPU), resnet50")
     p.add_argument("--alignment", choices=ALIGNMENTS, default=d.alignment,
                    help="'same' (faster, default) or 'reference' (pad 100 + crops, the original net)")
     p.add_argument("--fc-channels", type=int_range(1, MAX_FC_CHANNELS), default=d.fc_channels,
-                   help="width of fc6/fc7 for a new model (4096 = the paper; ImageNet fc weights "
-                        "only fit 4096; narrower trains faster from scratch)")
+                   help="width of fc6/fc7 for a new vgg16(_bn) or alexnet model (4096 = the "
+                        "paper; ImageNet fc weights only fit 4096; narrower trains faster from "
+                        "scratch)")
     p.add_argument("--init", default=d.init,
                    help="imagenet, scratch, or PATH to an FCN Studio checkpoint or pytorch-fcn state dict")
     p.add_argument("--reinit-classes", action="store_true",
@@ -203,9 +207,22 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     lo, hi = args.scale
     if lo > hi:
         parser.error(f"argument --scale: MIN must not be larger than MAX, not {lo:g} {hi:g}")
+    check_backbone_args(parser, args.backbone, getattr(args, "alignment", "same"),
+                        args.fc_channels)
     if args.resume and args.overwrite:
         parser.error("argument --overwrite: not allowed with --resume (one continues the run, "
                      "the other deletes it)")
+
+
+def check_backbone_args(parser: argparse.ArgumentParser, backbone: str, alignment: str,
+                        fc_channels: int) -> None:
+    """Refuse the combinations a backbone does not have (argparse-style, exit code 2)."""
+    if alignment == "reference" and backbone not in VGG_BACKBONES:
+        parser.error(f"argument --alignment: 'reference' is the original VGG16 network "
+                     f"({' or '.join(VGG_BACKBONES)}); use 'same' with --backbone {backbone}")
+    if fc_channels != TrainConfig.fc_channels and not get_backbone(backbone).has_fc:
+        parser.error(f"argument --fc-channels: --backbone {backbone} has no fc6/fc7 "
+                     "(only vgg16, vgg16_bn and alexnet have)")
 
 
 def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None,

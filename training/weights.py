@@ -1,8 +1,12 @@
-"""Pretrained weights: torchvision's ImageNet VGG16, and pytorch-fcn / Caffe FCN state dicts.
+"""Pretrained weights: torchvision's ImageNet backbones, and pytorch-fcn / Caffe FCN state dicts.
 
 The ImageNet download goes through torchvision's weights API (hash-checked, with a
-progress bar, cached in ``torch.hub.get_dir()/checkpoints``). Offline, the error
-says which file to fetch and where to put it, so a person can do it by hand.
+progress bar, cached in ``torch.hub.get_dir()/checkpoints``), one weights entry per
+backbone (``training.backbones``); each entry's own normalisation goes into the
+model's checkpoint. Offline, the error says which file to fetch and where to put
+it, so a person can do it by hand. torchvision's state dicts map onto our layers
+by a renaming of module prefixes (``Backbone.imagenet_pairs``); the classifiers
+that the paper convolutionalises (VGG16's and AlexNet's fc6/fc7) are reshaped.
 Models imported from pytorch-fcn expect ``preprocess.CAFFE`` input.
 """
 
@@ -11,28 +15,42 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import Tensor
 
+from .backbones import get_backbone
 from .errors import CheckpointError, WeightsUnavailableError
-from .model import FCN, VGG16_BLOCKS, ModelConfig, build_model
+from .model import FCN, ModelConfig, build_model
+from .preprocess import Normalization
 
 _FCN_KEYS = ("conv1_1.weight", "fc6.weight", "score_fr.weight")
-_BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 
 def _weights_entry(backbone: str) -> Any:
     # torchvision is slow to import and only needed here, so it loads on first use.
-    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+    import torchvision.models
 
-    entries = {"vgg16": VGG16_Weights.IMAGENET1K_V1, "vgg16_bn": VGG16_BN_Weights.IMAGENET1K_V1}
-    if backbone not in entries:
-        raise ValueError(f"backbone must be one of {', '.join(entries)}; not {backbone!r}")
-    return entries[backbone]
+    enum_name, member = get_backbone(backbone).weights.split(".")
+    return getattr(getattr(torchvision.models, enum_name), member)
+
+
+def imagenet_normalization(backbone: str = "vgg16") -> Normalization:
+    """The input normalisation the backbone's ImageNet weights entry expects.
+
+    From the entry's own ``transforms()``; GoogLeNet's torchvision model further
+    maps that input to ``(x - 0.5) / 0.5`` (``transform_input``, set for its
+    ImageNet weights), which is what its normalisation here says directly.
+    """
+    transforms = _weights_entry(backbone).transforms()
+    mean = tuple(float(v) for v in transforms.mean)
+    std = tuple(float(v) for v in transforms.std)
+    if backbone == "googlenet":
+        mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return Normalization("RGB", 1.0 / 255.0, mean, std)  # type: ignore[arg-type]
 
 
 def imagenet_weights_info(backbone: str = "vgg16") -> dict[str, Any]:
@@ -72,8 +90,8 @@ def _unavailable(backbone: str, info: dict[str, Any], was_cached: bool, reason: 
     )
 
 
-def imagenet_vgg16_state(backbone: str = "vgg16", progress: bool = True) -> dict[str, Tensor]:
-    """torchvision's ImageNet VGG16 (or VGG16-BN) state dict, downloaded once and cached.
+def imagenet_state(backbone: str = "vgg16", progress: bool = True) -> dict[str, Tensor]:
+    """torchvision's ImageNet state dict for ``backbone``, downloaded once and cached.
 
     Raises WeightsUnavailableError, naming the file, the folder and the URL, when
     the file can neither be downloaded nor read from the cache.
@@ -90,75 +108,70 @@ def imagenet_vgg16_state(backbone: str = "vgg16", progress: bool = True) -> dict
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         raise WeightsUnavailableError(_unavailable(backbone, info, info["cached"], reason)) from exc
-    if not isinstance(state, dict) or not isinstance(state.get("features.0.weight"), Tensor):
+    key = get_backbone(backbone).first_key
+    if not isinstance(state, dict) or not isinstance(state.get(key), Tensor):
         raise WeightsUnavailableError(
-            _unavailable(backbone, info, True, "it holds no VGG16 features.0.weight")
+            _unavailable(backbone, info, True, f"it holds no {backbone} {key}")
         )
     return state
 
 
-def _imagenet_pairs(backbone: str) -> Iterator[tuple[str, str]]:
-    """(FCN layer, torchvision layer) pairs, e.g. ("conv1_2", "features.2")."""
-    index = 0  # walks torchvision's `features` Sequential: conv, [bn,] relu, ..., pool
-    for b, widths in enumerate(VGG16_BLOCKS, start=1):
-        for i in range(1, len(widths) + 1):
-            yield f"conv{b}_{i}", f"features.{index}"
-            if backbone == "vgg16_bn":
-                yield f"bn{b}_{i}", f"features.{index + 1}"
-                index += 3
-            else:
-                index += 2
-        index += 1  # max-pool
-    yield "fc6", "classifier.0"
-    yield "fc7", "classifier.3"
+imagenet_vgg16_state = imagenet_state  # the name from when VGG16 was the only backbone
 
 
-def init_from_imagenet(model: FCN, vgg_state: Mapping[str, Tensor]) -> None:
-    """Copy torchvision's ImageNet VGG16 weights into the backbone and fc6/fc7 of ``model``.
-
-    The fully connected layers become convolutions: ``classifier.0`` viewed as
-    (4096, 512, 7, 7) and ``classifier.3`` as (4096, 4096, 1, 1). Everything is
-    checked before anything is copied, so a refused state leaves ``model`` as it was.
-    A model with a narrower head (``fc_channels`` other than 4096) takes the
-    convolutions only; its fc6/fc7 keep their fresh initialisation.
-    """
-    backbone = model.config.backbone
+def _imagenet_plan(model: FCN, tv_state: Mapping[str, Tensor]) -> tuple[list[tuple[str, Tensor]],
+                                                                        list[str]]:
+    """(our state key, torchvision tensor) for every backbone tensor, and the missing keys."""
+    spec = get_backbone(model.config.backbone)
     dst = model.state_dict()
     plan: list[tuple[str, Tensor]] = []
     missing: list[str] = []
-    with_fc = model.config.fc_channels == 4096
-    for layer, src in _imagenet_pairs(backbone):
-        if layer.startswith("fc") and not with_fc:
-            continue
-        names = _BN_TENSORS if layer.startswith("bn") else ("weight", "bias")
-        for t in names:
-            if f"{src}.{t}" not in vgg_state:
-                missing.append(f"{src}.{t}")
+    for ours, theirs in spec.imagenet_pairs(model.config.fc_channels):
+        for key in (k for k in dst if k.startswith(ours + ".")):
+            src = theirs + key[len(ours):]
+            if src not in tv_state:
+                if not key.endswith("num_batches_tracked"):
+                    missing.append(src)  # older files lack the counter; BatchNorm needs it not
                 continue
-            value = vgg_state[f"{src}.{t}"]
-            target = dst[f"{layer}.{t}"]
+            value = tv_state[src]
+            target = dst[key]
             if not isinstance(value, Tensor) or value.numel() != target.numel():
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise CheckpointError(
-                    f"ImageNet weights: {src}.{t} has shape {shape}, but {layer}.{t} "
+                    f"ImageNet weights: {src} has shape {shape}, but {key} "
                     f"needs {tuple(target.shape)}"
                 )
-            if not torch.isfinite(value).all():
+            if value.is_floating_point() and not torch.isfinite(value).all():
                 hint = (
                     " (torchvision's IMAGENET1K_FEATURES weights carry no classifier; "
                     "use IMAGENET1K_V1)" if src.startswith("classifier") else ""
                 )
-                raise CheckpointError(f"ImageNet weights: {src}.{t} holds NaN or inf{hint}")
-            plan.append((f"{layer}.{t}", value))
-        if layer.startswith("bn") and f"{src}.num_batches_tracked" in vgg_state:
-            # Older files lack the counter; BatchNorm does not need it in eval or with momentum.
-            plan.append((f"{layer}.num_batches_tracked", vgg_state[f"{src}.num_batches_tracked"]))
+                raise CheckpointError(f"ImageNet weights: {src} holds NaN or inf{hint}")
+            plan.append((key, value))
+    return plan, missing
+
+
+def init_from_imagenet(model: FCN, tv_state: Mapping[str, Tensor]) -> None:
+    """Copy torchvision's ImageNet weights of ``model``'s backbone into it.
+
+    VGG16's and AlexNet's fully connected layers become convolutions: VGG16's
+    ``classifier.0`` viewed as (4096, 512, 7, 7) and ``classifier.3`` as (4096,
+    4096, 1, 1); AlexNet's ``classifier.1`` as (4096, 256, 6, 6) and ``classifier.4``
+    as (4096, 4096, 1, 1). Everything is checked before anything is copied, so a
+    refused state leaves ``model`` as it was. A model with a narrower head
+    (``fc_channels`` other than 4096) takes the convolutions only; its fc6/fc7
+    keep their fresh initialisation. The head (score layers) is never touched.
+    """
+    backbone = model.config.backbone
+    plan, missing = _imagenet_plan(model, tv_state)
     if missing:
-        other = "vgg16" if backbone == "vgg16_bn" else "vgg16_bn"
-        raise CheckpointError(
-            f"ImageNet weights for {backbone} lack {_names(missing)} "
-            f"(are they the {other} weights?)"
-        )
+        if backbone in ("vgg16", "vgg16_bn"):
+            other = "vgg16" if backbone == "vgg16_bn" else "vgg16_bn"
+            hint = f"are they the {other} weights?"
+        else:
+            hint = "are they another backbone's weights?"
+        raise CheckpointError(f"ImageNet weights for {backbone} lack {_names(missing)} ({hint})")
+    dst = model.state_dict()
     with torch.no_grad():
         for name, value in plan:
             dst[name].copy_(value.reshape(dst[name].shape))

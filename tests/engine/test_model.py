@@ -373,7 +373,8 @@ def test_config_round_trip() -> None:
                       alignment="reference", learnable_upsampling=True, fc_channels=1024)
     d = cfg.to_dict()
     assert d == {"num_classes": 21, "arch": "fcn16s", "backbone": "vgg16_bn",
-                 "alignment": "reference", "learnable_upsampling": True, "fc_channels": 1024}
+                 "alignment": "reference", "learnable_upsampling": True, "fc_channels": 1024,
+                 "freeze_bn": False}
     assert ModelConfig.from_dict(d) == cfg
     assert ModelConfig.from_dict({"num_classes": 2}) == ModelConfig(2)
     assert ModelConfig(2).alignment == "same" and ModelConfig(2).arch == "fcn8s"
@@ -388,7 +389,9 @@ def test_config_round_trip() -> None:
         ({"num_classes": 3.0}, "num_classes"),
         ({"num_classes": True}, "num_classes"),
         ({"num_classes": 3, "arch": "fcn4s"}, "arch must be one of fcn32s"),
-        ({"num_classes": 3, "backbone": "resnet50"}, "backbone"),
+        ({"num_classes": 3, "backbone": "resnet18"}, "backbone"),
+        ({"num_classes": 3, "backbone": "resnet50", "alignment": "reference"}, "VGG16"),
+        ({"num_classes": 3, "freeze_bn": 1}, "freeze_bn"),
         ({"num_classes": 3, "alignment": "centre"}, "alignment"),
         ({"num_classes": 3, "learnable_upsampling": "yes"}, "learnable_upsampling"),
         ({"num_classes": 3, "width": 2}, "unknown model config keys: width"),
