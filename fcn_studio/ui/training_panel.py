@@ -322,7 +322,10 @@ class TrainingPanel(QWidget):
         self._epoch_range(1)
         self.loss_stack.setCurrentWidget(self.loss_empty)
         self.miou_stack.setCurrentWidget(self.miou_empty)
-        notes = plan.warnings() if hasattr(plan, "warnings") else []
+        self._show_notes(plan.warnings() if hasattr(plan, "warnings") else [])
+
+    def _show_notes(self, notes: list[str]) -> None:
+        self._notes = list(notes)
         self.notes_label.setText("\n".join(f"Note: {text}" for text in notes))
         self.notes_label.setVisible(bool(notes))
         for text in notes:
@@ -348,8 +351,11 @@ class TrainingPanel(QWidget):
     # -- slots: the job runner's dicts -----------------------------------------------
 
     def on_started(self, d: dict[str, Any]) -> None:
-        """The ``start`` event: sizes, device, run folder, time budget. Clears any previous run."""
+        """The ``start`` event: sizes, device, run folder, time budget. Clears any previous run
+        (its plan's notes stay: they are about this run)."""
+        notes = self._notes
         self.reset()
+        self._show_notes(notes)
         self._running = True
         self.cancel_button.setEnabled(True)
         total = max(1, int(d.get("total") or 1))

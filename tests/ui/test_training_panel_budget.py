@@ -119,5 +119,8 @@ def test_a_plans_warnings_are_notes_in_the_panel_not_boxes(panel: TrainingPanel)
     assert not panel.notes_label.isHidden()
     assert "Only 3 labelled images" in panel.notes_label.text()
     assert "No validation images" in panel.log_view.toPlainText()
+    start(panel)  # the child's start event comes next: the notes are about this run, they stay
+    assert not panel.notes_label.isHidden() and "Only 3" in panel.notes_label.text()
+    assert "No validation images" in panel.log_view.toPlainText()
     panel.reset()  # the next run without warnings hides them again
     assert panel.notes_label.isHidden() and panel.notes_label.text() == ""
