@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from . import preprocess
 from .backbones import get_backbone
 from .checkpoint import LoadedModel, adapt_classes, load_model, palette_table
-from .model import ModelConfig, build_model, transfer_weights
+from .model import FCN, ModelConfig, build_model, transfer_weights
 from .train_config import TrainConfig
 
 DEFAULT_ARCH = "fcn8s"
@@ -33,6 +36,8 @@ def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = D
                                     alignment=alignment, fc_channels=fc_channels,
                                     freeze_bn=imagenet and get_backbone(backbone).has_bn))
     normalization = preprocess.TORCHVISION
+    if not imagenet and get_backbone(backbone).has_bn:
+        calibrate_batchnorm(model)
     if imagenet:
         from .weights import imagenet_normalization, imagenet_state, init_from_imagenet
 
@@ -41,6 +46,36 @@ def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = D
     return LoadedModel(model=model, class_names=list(class_names),
                        normalization=normalization, palette=palette_table(None, n),
                        meta={"init": init}, source="new")
+
+
+def calibrate_batchnorm(model: FCN, size: int = 128) -> None:
+    """Give a random BatchNorm backbone the running statistics of its own activations.
+
+    Fresh BatchNorm layers hold mean 0 and variance 1, which in eval mode (prediction,
+    instant learning) normalise nothing: through ResNet50 the random features grow
+    into the tens, through MobileNetV3 (depthwise convs) they vanish to exactly 0 in
+    fp16, and the head cannot learn from either. One training-mode pass over noise
+    with a cumulative average puts every layer at unit scale, as VGG16's kaiming
+    initialisation is without BatchNorm. The noise has its own seed, so the caller's
+    random stream (the weights) is what it would have been.
+    """
+    noise = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = None  # a plain average of this one pass
+        m.reset_running_stats()
+    with torch.no_grad():
+        model.train()
+        for m in layers:  # also under freeze_bn
+            m.train()
+        model.features(noise.to(next(model.parameters()).device))
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+        if m.num_batches_tracked is not None:
+            m.num_batches_tracked.zero_()
+    model.train(was_training)
 
 
 def initial_model(cfg: TrainConfig, class_names: list[str], progress: bool = True) -> LoadedModel:
