@@ -2,7 +2,10 @@
 
 Every figure is printed beside the reference-alignment FCN-8s in fp32 measured
 in the same run, as a ratio (>1 means faster than the reference). On CUDA the
-absolute times are the figures to compare with published ones.
+absolute times are the figures to compare with published ones. ``--backbones``
+instead prints one table across backbones (FCN-8s, same alignment, fp32): forward
+time, training images/s, parameters and checkpoint size, each beside FCN-8s/VGG16
+from the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import preprocess
+from .backbones import BACKBONES
 from .checkpoint import make_checkpoint, save_checkpoint
 from .device import autocast_dtype, describe_device, resolve_device
 from .model import FCN, ModelConfig, build_model
@@ -133,6 +137,68 @@ def _write_frames(folder: Path, count: int, size: tuple[int, int]) -> None:
             folder / f"frame{i:03d}.jpg", quality=90)
 
 
+def _checkpoint_mb(model: FCN, work: Path) -> float:
+    path = work / "size.pt"
+    names = [f"class{i}" for i in range(model.config.num_classes)]
+    save_checkpoint(path, make_checkpoint(model, names, preprocess.TORCHVISION))
+    size = path.stat().st_size / 1e6
+    path.unlink()
+    return size
+
+
+def bench_backbones(names: Sequence[str], device: torch.device, classes: int, repeats: int,
+                    batch: int, train_size: int) -> list[dict[str, float | str]]:
+    """One row per backbone; FCN-8s/VGG16 first, always: the base of every ratio."""
+    rows: list[dict[str, float | str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ["vgg16", *(n for n in names if n != "vgg16")]:
+            torch.manual_seed(0)
+            model = _prepare(build_model(ModelConfig(num_classes=classes, backbone=name)), device)
+            rows.append({
+                "backbone": name,
+                "forward_ms": 1000 * bench_forward(model, device, None, (375, 500), 1, repeats),
+                "forward_480x360_ms": 1000 * bench_forward(model, device, None, (360, 480), 1,
+                                                           repeats),
+                "train_img_s": bench_train(model, device, None, batch, train_size, 1,
+                                           max(2, repeats // 2)),
+                "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                "checkpoint_mb": _checkpoint_mb(model, Path(tmp)),
+            })
+            del model
+    return rows
+
+
+def _backbone_table(rows: list[dict[str, float | str]], base: dict[str, float | str],
+                    batch: int, train_size: int) -> str:
+    def cell(row: dict[str, float | str], key: str, fmt: str, faster_when_lower: bool) -> str:
+        value, ref = float(row[key]), float(base[key])
+        ratio = ref / value if faster_when_lower else value / ref
+        return f"{value:{fmt}} (x{ratio:.2f})"
+
+    header = (f"{'FCN-8s backbone':<20} {'forward 500x375 ms':>20} {'forward 480x360 ms':>20} "
+              f"{f'train b{batch} {train_size}px img/s':>24} {'params (M)':>16} "
+              f"{'checkpoint MB':>16}")
+    lines = [header]
+    for row in rows:
+        lines.append(
+            f"{row['backbone']!s:<20} {cell(row, 'forward_ms', '.0f', True):>20} "
+            f"{cell(row, 'forward_480x360_ms', '.0f', True):>20} "
+            f"{cell(row, 'train_img_s', '.2f', False):>24} "
+            f"{cell(row, 'params_m', '.1f', True):>16} {cell(row, 'checkpoint_mb', '.0f', True):>16}")
+    lines.append("(xN: N times faster, or N times smaller, than FCN-8s/VGG16 in this run)")
+    return "\n".join(lines)
+
+
+def _backbone_list(text: str) -> list[str]:
+    names = list(BACKBONES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in BACKBONES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(bad) or 'nothing'}: not a backbone; give 'all' or a comma-separated "
+            f"list of {', '.join(BACKBONES)}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fcn-bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -144,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=8, help="synthetic frames for end to end")
     p.add_argument("--skip", nargs="*", default=[], choices=("forward", "train", "predict"))
     p.add_argument("--json", action="store_true", help="print one JSON object with all figures")
+    p.add_argument("--backbones", type=_backbone_list, metavar="all|NAME,NAME",
+                   help="instead: one table across these backbones (FCN-8s/VGG16 is always "
+                        "measured as the base of the ratios)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="square training input of the --backbones table (default: 320 CPU, 512 CUDA)")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -154,6 +225,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda:
         torch.backends.cudnn.benchmark = True
     n = args.classes
+    if args.backbones:
+        train_size = args.train_size or (512 if cuda else 320)
+        rows = bench_backbones(args.backbones, device, n, args.repeats or (50 if cuda else 3),
+                               batch, train_size)
+        if args.json:
+            print(json.dumps({"device": describe_device(device), "torch": torch.__version__,
+                              "backbones": rows}))
+        else:
+            print(f"device: {describe_device(device)}, torch {torch.__version__}\n"
+                  + _backbone_table(rows, rows[0], batch, train_size))
+        return 0
     ours = ModelConfig(num_classes=n, arch="fcn8s", alignment="same")
     ref = ModelConfig(num_classes=n, arch="fcn8s", alignment="reference")
     results: dict[str, object] = {"device": describe_device(device), "torch": torch.__version__}

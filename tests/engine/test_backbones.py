@@ -349,3 +349,23 @@ def test_simulate_accepts_the_backbones_and_refuses_fc_channels_without_fc(capsy
     with pytest.raises(SystemExit):
         main(["data", "--backbone", "resnet50", "--fc-channels", "64"])
     assert "--backbone resnet50 has no fc6/fc7" in capsys.readouterr().err
+
+
+def test_bench_table_across_backbones(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import bench
+
+    monkeypatch.setattr(bench, "bench_forward", lambda model, *a: 0.5 if
+                        model.config.backbone == "vgg16" else 0.05)
+    monkeypatch.setattr(bench, "bench_train", lambda model, *a: 1.0 if
+                        model.config.backbone == "vgg16" else 6.0)
+    monkeypatch.setattr(bench, "build_model", lambda cfg: build_model(
+        ModelConfig(cfg.num_classes, backbone=cfg.backbone, fc_channels=32 if cfg.backbone in (
+            "vgg16", "alexnet") else 4096)))
+    assert bench.main(["--device", "cpu", "--backbones", "mobilenet_v3_large"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("vgg16") and "(x1.00)" in lines[2]
+    assert lines[3].startswith("mobilenet_v3_large")
+    assert "50 (x10.00)" in lines[3] and "6.00 (x6.00)" in lines[3]
+    with pytest.raises(SystemExit):
+        bench.main(["--backbones", "vgg19"])
+    assert "vgg19: not a backbone" in capsys.readouterr().err
