@@ -47,8 +47,8 @@ from PySide6.QtWidgets import (  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fcn_studio.session import LabelSession  # noqa: E402
-from fcn_studio.ui import overlay  # noqa: E402
-from fcn_studio.ui.canvas import Canvas  # noqa: E402
+from fcn_studio.ui.canvas import overlay  # noqa: E402
+from fcn_studio.ui.canvas.canvas import Canvas  # noqa: E402
 from training.palette import voc_colormap  # noqa: E402
 
 H, W = 3000, 4000

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn_studio.editing import Stroke, fill_polygon, flood_fill  # noqa: E402
-from fcn_studio.geometry import capsule_mask, connected_region  # noqa: E402
+from fcn_studio.labelmap.editing import Stroke, fill_polygon, flood_fill  # noqa: E402
+from fcn_studio.labelmap.geometry import capsule_mask, connected_region  # noqa: E402
 
 H, W = 3000, 4000
 

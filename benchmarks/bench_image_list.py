@@ -32,8 +32,8 @@ from PySide6.QtCore import QEvent, QObject  # noqa: E402
 from PySide6.QtGui import QIcon, QPixmap  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from fcn_studio.ui.image_list import ImageListPanel  # noqa: E402
-from fcn_studio.ui.thumbnails import THUMB_SIZE, load_thumbnail  # noqa: E402
+from fcn_studio.ui.docks.image_list import ImageListPanel  # noqa: E402
+from fcn_studio.ui.docks.thumbnails import THUMB_SIZE, load_thumbnail  # noqa: E402
 
 STATES = ("new", "predicted", "corrected", "saved")
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fcn_studio.project import Project  # noqa: E402
+from fcn_studio.project.project import Project  # noqa: E402
 from training import voc  # noqa: E402
 from training.images import image_size  # noqa: E402
 

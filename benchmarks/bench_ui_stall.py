@@ -25,9 +25,9 @@ from PIL import Image  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from fcn_studio.model_spec import ModelSpec  # noqa: E402
-from fcn_studio.ui.inference import InferenceWorker  # noqa: E402
-from fcn_studio.ui.saver import BackgroundSaver  # noqa: E402
+from fcn_studio.models.model_spec import ModelSpec  # noqa: E402
+from fcn_studio.ui.labelling.inference import InferenceWorker  # noqa: E402
+from fcn_studio.ui.labelling.saver import BackgroundSaver  # noqa: E402
 
 
 class GapMeter:

@@ -32,9 +32,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from fcn_studio.geometry import Box
-from fcn_studio.history import Delta, HistoryBudget, delta_between
-from fcn_studio.model_spec import ModelId
+from fcn_studio.labelmap.geometry import Box
+from fcn_studio.labelmap.history import Delta, HistoryBudget, delta_between
+from fcn_studio.models.model_spec import ModelId
 
 Label = npt.NDArray[np.uint8]
 
@@ -82,7 +82,7 @@ Observer = Callable[["LabelSession", Change], None]
 
 
 class EditHistory:
-    """Undo/redo of :class:`~fcn_studio.history.Delta` steps under a memory budget.
+    """Undo/redo of :class:`~fcn_studio.labelmap.history.Delta` steps under a memory budget.
 
     The label is passed in on every call, so the history is not tied to one array.
     ``clean`` marks the step at which the label equals what is on disk (or what

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QRect, QSettings
     from PySide6.QtWidgets import QApplication
 
-    from fcn_studio.finetune_plan import FinetuneOptions
+    from fcn_studio.models.finetune_plan import FinetuneOptions
     from fcn_studio.resources import sample_project_source
     from fcn_studio.ui.main_window import MainWindow
     from fcn_studio.ui.settings import AppSettings

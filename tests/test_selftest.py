@@ -79,7 +79,7 @@ def test_check_failure_message_and_all_pass() -> None:
 
 
 def test_train_command_is_the_fine_tune_command(tmp_path: Path) -> None:
-    from fcn_studio.ui.training_job import command_prefix
+    from fcn_studio.ui.finetuning.training_job import command_prefix
 
     command, env, cwd = selftest._train_command(tmp_path / "data", tmp_path / "run")
     assert command[: len(command_prefix())] == command_prefix()

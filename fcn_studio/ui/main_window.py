@@ -29,16 +29,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..model_spec import ModelSpec
+from ..models.model_spec import ModelSpec
 from .actions import create_actions
-from .canvas import Canvas
-from .canvas_tools import brush_width_px
-from .class_panel import ClassPanel
-from .controller import Controller
-from .effort_chart import EffortChart
-from .finetune import FinetuneController
-from .image_list import ImageListPanel
-from .inference import InferenceWorker, ModelInfo
+from .canvas.canvas import Canvas
+from .canvas.canvas_tools import brush_width_px
+from .docks.class_panel import ClassPanel
+from .docks.effort_chart import EffortChart
+from .docks.image_list import ImageListPanel
+from .docks.models_panel import ModelsPanel
+from .docks.tool_options import ToolOptionsPanel
+from .docks.training_panel import TrainingPanel
+from .finetuning.finetune import FinetuneController
+from .labelling.controller import Controller
+from .labelling.inference import InferenceWorker, ModelInfo
 from .menus import (
     build_auto_finetune_menu,
     build_menus,
@@ -46,13 +49,10 @@ from .menus import (
     build_recent_menu,
     build_toolbar,
 )
-from .models_panel import ModelsPanel
 from .notices import NoticeBar
-from .project_ops import ProjectOps
+from .project.project_ops import ProjectOps
 from .prompter import DialogPrompter
 from .settings import AppSettings
-from .tool_options import ToolOptionsPanel
-from .training_panel import TrainingPanel
 from .window_layout import (
     BOTTOM_PANEL_SHARE,
     default_rect,

@@ -9,7 +9,7 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
-from ..finetune_plan import AUTO_FINETUNE_CHOICES
+from ..models.finetune_plan import AUTO_FINETUNE_CHOICES
 from .settings import AppSettings
 
 MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (

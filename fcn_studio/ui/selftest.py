@@ -237,8 +237,8 @@ def _train_command(data: Path, out: Path) -> tuple[list[str], dict[str, str], st
     fine-tune plan like the button's: two iterations of an untrained model on the CPU."""
     from training import voc
 
-    from ..finetune_plan import BaseModel, FinetuneOptions, make_plan, train_argv
-    from .training_job import REPO_ROOT, command_prefix
+    from ..models.finetune_plan import BaseModel, FinetuneOptions, make_plan, train_argv
+    from .finetuning.training_job import REPO_ROOT, command_prefix
 
     val = set(voc.read_split(data, "val")) if voc.split_path(data, "val").is_file() else set()
     ids = voc.read_split(data, "train") + sorted(val) if val else ["tiny_0", "tiny_1"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_studio.classes import ClassEditRefused, ClassInUse, ClassSet
-from fcn_studio.project import Project
+from fcn_studio.project.classes import ClassEditRefused, ClassInUse, ClassSet
+from fcn_studio.project.project import Project
 from training import voc
 from training.palette import voc_colormap
 

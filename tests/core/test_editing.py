@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from fcn_studio.editing import (
+from fcn_studio.labelmap.editing import (
     PaintPolicy,
     Stroke,
     fill_polygon,
@@ -19,8 +19,8 @@ from fcn_studio.editing import (
     pick,
     remap_classes,
 )
-from fcn_studio.geometry import connected_region, polygon_mask
-from fcn_studio.history import Delta
+from fcn_studio.labelmap.geometry import connected_region, polygon_mask
+from fcn_studio.labelmap.history import Delta
 
 BIG = (3000, 4000)  # 12 MP, the size the performance brief is about
 
@@ -343,7 +343,8 @@ def test_remap_keeps_void_and_maps_classes() -> None:
 
 
 def test_core_modules_import_neither_qt_nor_torch() -> None:
-    code = ("import sys, fcn_studio.editing, fcn_studio.history, fcn_studio.geometry\n"
+    code = ("import sys, fcn_studio.labelmap.editing, fcn_studio.labelmap.history, "
+            "fcn_studio.labelmap.geometry\n"
             "print(' '.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fcn_studio import finetune_plan as fp
-from fcn_studio.finetune_plan import (
+from fcn_studio.models import finetune_plan as fp
+from fcn_studio.models.finetune_plan import (
     BaseModel,
     Duration,
     FinetuneOptions,
@@ -20,7 +20,7 @@ from fcn_studio.finetune_plan import (
     split,
     train_argv,
 )
-from fcn_studio.project_state import split_for, split_score
+from fcn_studio.project.project_state import split_for, split_score
 from training.train_config import add_arguments
 
 NAMES = ("background", "road", "car")
@@ -152,7 +152,7 @@ def test_warnings() -> None:
 
 
 def test_the_plan_imports_neither_qt_nor_torch() -> None:
-    code = ("import sys, fcn_studio.finetune_plan; "
+    code = ("import sys, fcn_studio.models.finetune_plan; "
             "bad = [m for m in ('PySide6', 'torch') if m in sys.modules]; "
             "sys.exit(str(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True,
@@ -160,8 +160,8 @@ def test_the_plan_imports_neither_qt_nor_torch() -> None:
 
 
 def test_new_labels_are_those_the_newest_run_did_not_see(tmp_path) -> None:
-    from fcn_studio.finetune_plan import new_labels
-    from fcn_studio.versions import ModelVersion
+    from fcn_studio.models.finetune_plan import new_labels
+    from fcn_studio.models.versions import ModelVersion
 
     labelled = ["a", "b", "c", "d"]
     assert new_labels(labelled, None) == labelled  # before the first version: all of them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcn_studio.history import Delta, HistoryBudget, delta_between
+from fcn_studio.labelmap.history import Delta, HistoryBudget, delta_between
 
 
 def test_from_mask_trims_to_the_changed_box() -> None:

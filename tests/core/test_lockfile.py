@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fcn_studio import lockfile
-from fcn_studio.lockfile import ProjectLocked, acquire, lock_path, read_lock
+from fcn_studio.project import lockfile
+from fcn_studio.project.lockfile import ProjectLocked, acquire, lock_path, read_lock
 from training.errors import DataError
 
 

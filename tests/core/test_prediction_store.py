@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_studio import prediction_store
-from fcn_studio.model_spec import ModelId
-from fcn_studio.project import Project
+from fcn_studio.models.model_spec import ModelId
+from fcn_studio.project import prediction_store
+from fcn_studio.project.project import Project
 from fcn_studio.session import Prediction
 from tests.synthetic import write_voc
 

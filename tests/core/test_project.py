@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_studio import project_state
-from fcn_studio.project import NotAProject, Project
-from fcn_studio.project_state import VAL_SHARE, split_for
+from fcn_studio.project import project_state
+from fcn_studio.project.project import NotAProject, Project
+from fcn_studio.project.project_state import VAL_SHARE, split_for
 from training import voc
 from training.errors import DataError, ImageReadError, LabelError
 from training.palette import voc_colormap
@@ -379,7 +379,8 @@ def test_unreadable_image_is_marked(tmp_path: Path) -> None:
 
 
 def test_core_imports_neither_qt_nor_torch() -> None:
-    code = ("import sys, fcn_studio.project, fcn_studio.classes, fcn_studio.lockfile\n"
+    code = ("import sys, fcn_studio.project.project, fcn_studio.project.classes, "
+            "fcn_studio.project.lockfile\n"
             "print(' '.join(sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fcn_studio import lockfile
+from fcn_studio.project import lockfile
 
 REPO = Path(__file__).parents[2]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).parents[2]
 # and gives the lock up when it reads "release".
 _CONTENDER = """
 import sys, time
-from fcn_studio import lockfile
+from fcn_studio.project import lockfile
 root = sys.argv[1]
 print("ready", flush=True)
 for line in sys.stdin:
@@ -134,7 +134,7 @@ def test_labels_state_lists_and_remapped_labels_are_readable_by_others(tmp_path:
                                                                       umask_022) -> None:
     import numpy as np
 
-    from fcn_studio.project import Project
+    from fcn_studio.project.project import Project
     from tests.synthetic import write_voc
 
     ids = write_voc(tmp_path, n=3, n_val=1)
@@ -155,7 +155,7 @@ def test_labels_state_lists_and_remapped_labels_are_readable_by_others(tmp_path:
 
 @posix_only
 def test_a_published_model_version_is_readable_by_others(tmp_path: Path, umask_022) -> None:
-    from fcn_studio.versions import VersionStore
+    from fcn_studio.models.versions import VersionStore
     from tests.core.test_versions import NAMES, epoch, fake_run
 
     store = VersionStore(tmp_path / "project" / ".fcn_studio" / "models")
@@ -187,7 +187,7 @@ def _killed_save(target: Path) -> Path:
 
 
 def test_opening_a_project_removes_temp_files_of_killed_saves(tmp_path: Path) -> None:
-    from fcn_studio.project import Project
+    from fcn_studio.project.project import Project
     from tests.synthetic import write_voc
 
     ids = write_voc(tmp_path, n=2, n_val=1)
@@ -209,8 +209,8 @@ def test_adding_an_image_with_a_leading_space_says_why_it_is_skipped(tmp_path: P
     import numpy as np
     from PIL import Image
 
-    from fcn_studio.project import Project
-    from fcn_studio.project_io import add_images
+    from fcn_studio.project.project import Project
+    from fcn_studio.project.project_io import add_images
     from tests.synthetic import write_voc
 
     write_voc(tmp_path / "p", n=2, n_val=1)
@@ -234,7 +234,7 @@ def test_adding_an_image_with_a_leading_space_says_why_it_is_skipped(tmp_path: P
 ])
 def test_state_with_a_wrong_value_type_is_set_aside_with_a_warning(
         tmp_path: Path, record: dict, field: str) -> None:
-    from fcn_studio.project import Project
+    from fcn_studio.project.project import Project
     from tests.synthetic import write_voc
 
     ids = write_voc(tmp_path, n=2, n_val=1)
@@ -252,7 +252,7 @@ def test_state_with_a_wrong_value_type_is_set_aside_with_a_warning(
 @pytest.mark.parametrize("history", ['"abc"', '["t", "a", 0.5]', '[["t", "a"]]',
                                      '[["t", "a", "much"]]', '[[1, "a", 0.5]]'])
 def test_state_with_a_malformed_history_is_set_aside(tmp_path: Path, history: str) -> None:
-    from fcn_studio.project import Project
+    from fcn_studio.project.project import Project
     from tests.synthetic import write_voc
 
     write_voc(tmp_path, n=2, n_val=1)
@@ -265,7 +265,7 @@ def test_state_with_a_malformed_history_is_set_aside(tmp_path: Path, history: st
 
 
 def test_a_well_typed_state_still_loads(tmp_path: Path) -> None:
-    from fcn_studio.project import Project
+    from fcn_studio.project.project import Project
     from tests.synthetic import write_voc
 
     ids = write_voc(tmp_path, n=2, n_val=1)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_studio.editing import Stroke
-from fcn_studio.history import HistoryBudget
-from fcn_studio.model_spec import ModelId, ModelSpec
+from fcn_studio.labelmap.editing import Stroke
+from fcn_studio.labelmap.history import HistoryBudget
+from fcn_studio.models.model_spec import ModelId, ModelSpec
 from fcn_studio.session import Change, LabelSession, Prediction, SaveState, SessionStore
 
 H, W = 20, 30
@@ -176,7 +176,7 @@ def test_model_ids_are_typed_and_never_file_names(tmp_path: Path) -> None:
 
 
 def test_stored_model_ids_parse_back(tmp_path: Path) -> None:
-    from fcn_studio.prediction_store import parse_model_id
+    from fcn_studio.project.prediction_store import parse_model_id
 
     f = ModelId("file", "ab" * 32)
     assert parse_model_id(f.stored) == f

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from fcn_studio.project import Project
-from fcn_studio.training_job_export import export_training_job
-from fcn_studio.versions import (
+from fcn_studio.models.training_job_export import export_training_job
+from fcn_studio.models.versions import (
     ModelVersion,
     VersionError,
     VersionStore,
     better,
     checkpoint_problem,
 )
+from fcn_studio.project.project import Project
 from tests.synthetic import CLASS_NAMES, write_voc
 from training.train_config import add_arguments
 
@@ -326,6 +326,6 @@ def test_export_refuses_without_labels_or_into_a_full_folder(tmp_path: Path) -> 
 
 
 def test_core_modules_import_no_qt_and_no_torch() -> None:
-    code = ("import sys, fcn_studio.versions, fcn_studio.training_job_export; "
+    code = ("import sys, fcn_studio.models.versions, fcn_studio.models.training_job_export; "
             "bad = [m for m in ('PySide6', 'torch') if m in sys.modules]; sys.exit(str(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -6,7 +6,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from fcn_studio.ui.canvas import Canvas
+from fcn_studio.ui.canvas.canvas import Canvas
 
 LEFT = Qt.MouseButton.LeftButton
 NOB = Qt.MouseButton.NoButton

@@ -8,11 +8,11 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from fcn_studio.editing import PaintPolicy, Stroke, fill_polygon
-from fcn_studio.history import HistoryBudget
+from fcn_studio.labelmap.editing import PaintPolicy, Stroke, fill_polygon
+from fcn_studio.labelmap.history import HistoryBudget
 from fcn_studio.session import LabelSession
-from fcn_studio.ui import overlay
-from fcn_studio.ui.canvas import Canvas
+from fcn_studio.ui.canvas import overlay
+from fcn_studio.ui.canvas.canvas import Canvas
 from tests.ui.mouse import LEFT, NOB, NOMOD, click, drag, key, send_mouse
 from training.palette import voc_colormap
 

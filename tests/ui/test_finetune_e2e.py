@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fcn_studio.model_spec import ModelSpec
+from fcn_studio.models.model_spec import ModelSpec
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES, synthetic_pair, write_voc
 from tests.ui.conftest import small_checkpoint

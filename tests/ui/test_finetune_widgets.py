@@ -9,12 +9,12 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
-from fcn_studio.finetune_plan import FinetuneOptions, default_epochs
-from fcn_studio.ui.effort_chart import EMPTY_TEXT, WINDOW, EffortChart, moving_average
-from fcn_studio.ui.finetune_dialog import FinetuneDialog, class_mismatch, split_counts
-from fcn_studio.ui.models_panel import COL_ID, COL_MIOU, COL_SIZE, ModelsPanel, format_miou
-from fcn_studio.ui.training_panel import DecimatedPoints, TrainingPanel, format_hms
-from fcn_studio.versions import format_size
+from fcn_studio.models.finetune_plan import FinetuneOptions, default_epochs
+from fcn_studio.models.versions import format_size
+from fcn_studio.ui.docks.effort_chart import EMPTY_TEXT, WINDOW, EffortChart, moving_average
+from fcn_studio.ui.docks.models_panel import COL_ID, COL_MIOU, COL_SIZE, ModelsPanel, format_miou
+from fcn_studio.ui.docks.training_panel import DecimatedPoints, TrainingPanel, format_hms
+from fcn_studio.ui.finetuning.finetune_dialog import FinetuneDialog, class_mismatch, split_counts
 
 CLASSES = ["background", "road", "car", "person"]
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_studio.classes import CAMVID, CITYSCAPES, ClassSet
-from fcn_studio.model_spec import ModelSpec
-from fcn_studio.ui.dialogs import ImportMasksDialog, run_import
-from fcn_studio.ui.effort_chart import EffortChart
+from fcn_studio.models.model_spec import ModelSpec
+from fcn_studio.project.classes import CAMVID, CITYSCAPES, ClassSet
+from fcn_studio.ui.docks.effort_chart import EffortChart
 from fcn_studio.ui.main_window import MainWindow
+from fcn_studio.ui.project.dialogs import ImportMasksDialog, run_import
 from tests.synthetic import CLASS_NAMES, write_voc
 from tests.ui.mouse import drag
 

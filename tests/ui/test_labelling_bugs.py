@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from fcn_studio.model_spec import ModelSpec
+from fcn_studio.models.model_spec import ModelSpec
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES, write_voc
 from tests.ui.conftest import open_window, show_predicted, small_checkpoint

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcn_studio.model_spec import ModelId, ModelSpec
-from fcn_studio.ui.inference import InferenceResult
+from fcn_studio.models.model_spec import ModelId, ModelSpec
+from fcn_studio.ui.labelling.inference import InferenceResult
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES
 from tests.ui.mouse import drag

@@ -11,11 +11,11 @@ from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
 
-from fcn_studio.ui.class_panel import COL_LOCK, COL_NAME, COL_VISIBLE, ClassPanel
+from fcn_studio.ui.docks.class_panel import COL_LOCK, COL_NAME, COL_VISIBLE, ClassPanel
+from fcn_studio.ui.docks.image_list import ERROR_ROLE, ImageListPanel
+from fcn_studio.ui.docks.thumbnails import ThumbnailCache, ThumbnailError, load_thumbnail
+from fcn_studio.ui.docks.tool_options import ToolOptionsPanel, radius_to_slider
 from fcn_studio.ui.icons import ICON_NAMES, icon
-from fcn_studio.ui.image_list import ERROR_ROLE, ImageListPanel
-from fcn_studio.ui.thumbnails import ThumbnailCache, ThumbnailError, load_thumbnail
-from fcn_studio.ui.tool_options import ToolOptionsPanel, radius_to_slider
 from training.palette import voc_colormap
 
 # -- fakes ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QFileDialog
 
-from fcn_studio import lockfile
+from fcn_studio.project import lockfile
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import write_voc
 from training.errors import DataError

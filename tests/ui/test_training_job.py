@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from fcn_studio.ui import training_job
-from fcn_studio.ui.training_job import TrainingJob, _LineBuffer, command_prefix
-from fcn_studio.versions import VersionStore
+from fcn_studio.models.versions import VersionStore
+from fcn_studio.ui.finetuning import training_job
+from fcn_studio.ui.finetuning.training_job import TrainingJob, _LineBuffer, command_prefix
 from tests.synthetic import CLASS_NAMES, write_voc
 
 TINY = ["--init", "scratch", "--fc-channels", "64", "--batch-size", "2", "--crop", "48",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCharts import QValueAxis
 
-from fcn_studio.ui.training_panel import (
+from fcn_studio.ui.docks.training_panel import (
     EMPTY_TEXT,
     TrainingPanel,
     label_format,

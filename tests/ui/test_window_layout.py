@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import QRect, QSettings
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
-from fcn_studio.model_spec import ModelSpec
-from fcn_studio.ui import canvas_tools
+from fcn_studio.models.model_spec import ModelSpec
+from fcn_studio.ui.canvas import canvas_tools
 from fcn_studio.ui.main_window import NOTICE_FIRST_RUN, MainWindow
 from fcn_studio.ui.settings import AppSettings
 from fcn_studio.ui.window_layout import SIDE_PANEL_MIN, default_rect, fit_rect

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from fcn_studio.ui.saver import BackgroundSaver
+from fcn_studio.ui.labelling.saver import BackgroundSaver
 from fcn_studio.ui.worker import BackgroundWorker, CancelToken
 
 

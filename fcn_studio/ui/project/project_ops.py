@@ -6,7 +6,7 @@ controller, the app settings (recent projects), a
 :class:`~fcn_studio.ui.prompter.Prompter` for questions, errors and folders, and
 optionally the order in which a reopened project's images are tried. The model
 a project opens with comes from its own version store
-(:func:`fcn_studio.finetune_plan.startup_spec`). Views learn of class edits from
+(:func:`fcn_studio.models.finetune_plan.startup_spec`). Views learn of class edits from
 ``classesChanged``.
 """
 
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ..classes import VOID
-from ..finetune_plan import startup_spec
-from ..model_spec import ModelSpec
-from .actions import shortcut_table
-from .controller import Controller
-from .prompter import Prompter
-from .settings import AppSettings
+from ...models.finetune_plan import startup_spec
+from ...models.model_spec import ModelSpec
+from ...project.classes import VOID
+from ..actions import shortcut_table
+from ..labelling.controller import Controller
+from ..prompter import Prompter
+from ..settings import AppSettings
 
 OpeningOrder = Callable[[list[str]], list[str]]
 """A project's image ids in list order -> the order to try showing them in."""
@@ -64,8 +64,8 @@ class ProjectOps(QObject):
     def open_project(self, path: Path, model: ModelSpec | None = None) -> bool:
         from training.errors import FCNError
 
-        from .. import lockfile
-        from ..project import NotAProject, Project
+        from ...project import lockfile
+        from ...project.project import NotAProject, Project
 
         try:
             project = Project.open(path)
@@ -119,7 +119,7 @@ class ProjectOps(QObject):
         from training.errors import FCNError
         from training.images import list_images
 
-        from ..project import Project
+        from ...project.project import Project
 
         try:
             has_images = bool(list_images(src)[0])
@@ -165,7 +165,7 @@ class ProjectOps(QObject):
         if paths and self.c.project is not None:
             from training.errors import FCNError
 
-            from ..project_io import add_images
+            from ...project.project_io import add_images
 
             self.c.flush()
             try:
@@ -189,7 +189,7 @@ class ProjectOps(QObject):
         self.c.flush()
         from training.errors import FCNError
 
-        from ..project_io import export_labelled
+        from ...project.project_io import export_labelled
 
         try:
             ids = export_labelled(self.c.project, Path(dest))
@@ -231,7 +231,7 @@ class ProjectOps(QObject):
             ["New label", "Resize label", "Skip"], 2)
         from training.errors import FCNError
 
-        from ..project_io import resized_label
+        from ...project.project_io import resized_label
 
         try:
             if choice == 0:
@@ -245,7 +245,7 @@ class ProjectOps(QObject):
     # -- model ----------------------------------------------------------------------------------
     def use_imagenet_model(self) -> None:
         if self.c.project is not None:
-            from .downloads import ensure_imagenet_weights
+            from ..finetuning.downloads import ensure_imagenet_weights
 
             if self.parent_widget is not None and ensure_imagenet_weights(self.parent_widget):
                 self.c.set_model(ModelSpec.imagenet(self.c.project.classes.names))

@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from ..finetune_plan import train_argv
+from ...models.finetune_plan import train_argv
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 CANCEL_GRACE_MS: Final = 60_000
 """After a cancel the child stops at the next iteration and writes last.pt; this is
 how long it gets before it is killed (a very slow iteration, or a hung child)."""

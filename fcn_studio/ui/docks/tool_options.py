@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .canvas_tools import MAX_RADIUS, MIN_RADIUS  # one range for the canvas and this panel
+from ..canvas.canvas_tools import MAX_RADIUS, MIN_RADIUS  # one range for the canvas and this panel
 
 _SLIDER_STEPS: Final[int] = 1000
 # The slider is logarithmic: a linear 0.5..500 slider gives the 1..10 px range,

@@ -3,7 +3,7 @@
 A newer request for the shown image supersedes a stale one that has not started;
 images queued for prediction ahead of time are dropped when a new queue arrives.
 Every result carries its image id and the loaded model's identity
-(:class:`~fcn_studio.model_spec.ModelId`: a version id or a file's content hash,
+(:class:`~fcn_studio.models.model_spec.ModelId`: a version id or a file's content hash,
 never a file name), so a late result never lands on the wrong image or model.
 torch is first imported on this thread, so the window appears before the heavy
 imports finish.
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ..model_spec import ModelId, ModelSpec
+from ...models.model_spec import ModelId, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .icons import icon
+from ..icons import icon
 from .thumbnails import THUMB_SIZE, BadgeDelegate, ThumbnailCache
 
 Index = QModelIndex | QPersistentModelIndex
@@ -57,7 +57,7 @@ _DIRTY_MARK: Final[str] = "• "
 
 
 class ProjectLike(Protocol):
-    """What the list needs from a project (fcn_studio.project.Project fits)."""
+    """What the list needs from a project (fcn_studio.project.project.Project fits)."""
 
     @property
     def ids(self) -> Sequence[str]: ...

@@ -17,9 +17,9 @@ from PIL import Image
 
 from training.atomic import atomic_save
 
-from .model_spec import KINDS, ModelId
+from ..models.model_spec import KINDS, ModelId
+from ..session import Prediction
 from .project import Project
-from .session import Prediction
 
 UNCERTAINTY_DIR = "uncertainty"
 

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 
 from training.palette import VOID, voc_colormap
 
-from .icons import icon
+from ..icons import icon
 
 COL_ID: Final[int] = 0
 COL_NAME: Final[int] = 1

@@ -11,7 +11,7 @@ The job trains with the same engine as the app (``python -m training train``),
 under torchrun when there is more than one GPU: DistributedDataParallel, one
 process per GPU, only rank 0 writes the run folder. Its images, split and
 arguments come from the same fine-tune plan as a run in the app
-(:mod:`fcn_studio.finetune_plan`), and every path in it is relative to the job
+(:mod:`fcn_studio.models.finetune_plan`), and every path in it is relative to the job
 folder, so it can be copied anywhere. The run folder it writes (``run/``) comes
 back with Import run (``VersionStore.import_run``).
 Qt-free and torch-free.
@@ -152,7 +152,7 @@ def export_training_job(project: Any, dest: Path, plan: FinetunePlan | None = No
     """Write a self-contained training job folder at ``dest`` (new or empty; created
     with its parents) and return it.
 
-    ``plan`` (:mod:`fcn_studio.finetune_plan`) decides the images, their split, the
+    ``plan`` (:mod:`fcn_studio.models.finetune_plan`) decides the images, their split, the
     duration and the arguments, as for a fine-tune in the app; without one it is
     made from ``epochs`` or ``time_limit_s``, ``batch_size`` and ``extra_args``.
     ``project`` is a Project (``root``, ``ids``, ``state_of``, ``entry``,

@@ -3,9 +3,9 @@
 The dialog is given plain values (the current version id, how many labels are
 saved, the project's classes, the current model's classes, the devices there
 are, the project's train/val counts) and returns
-:class:`~fcn_studio.finetune_plan.FinetuneOptions` from ``options()``; it starts
+:class:`~fcn_studio.models.finetune_plan.FinetuneOptions` from ``options()``; it starts
 nothing itself. Its defaults, the split it previews and the class check are the
-fine-tune plan's (:mod:`fcn_studio.finetune_plan`), the same as the one-click
+fine-tune plan's (:mod:`fcn_studio.models.finetune_plan`), the same as the one-click
 button's. Whatever would make a run pointless or surprising is checked here,
 before OK: no saved label disables OK with the reason, a base model whose
 classes differ from the project's needs an explicit "new score layers" tick, and
@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..finetune_plan import (
+from ...models.finetune_plan import (
     CPU_BUDGET_S,
     DEFAULT_LR,
     FEW_IMAGES,
@@ -44,7 +44,7 @@ from ..finetune_plan import (
     default_options,
     n_val_for,
 )
-from .icons import icon
+from ..icons import icon
 
 LEARNING_RATES: Final[tuple[float, ...]] = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 DEFAULT_VAL_PERCENT: Final[int] = 20

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from .. import prediction_store
-from ..image_cache import ImageCache
-from ..model_spec import ModelSpec
-from ..project import Project
-from ..session import Change, LabelSession, Prediction, SessionStore
+from ...models.model_spec import ModelSpec
+from ...project import prediction_store
+from ...project.image_cache import ImageCache
+from ...project.project import Project
+from ...session import Change, LabelSession, Prediction, SessionStore
 from .inference import InferenceResult, InferenceWorker, ModelInfo
 from .saver import BackgroundSaver
 

@@ -236,7 +236,7 @@ def split_for(image_id: str, train: Iterable[str] = (), val: Iterable[str] = ())
 def split_score(image_id: str) -> float:
     """A stable number in [0, 1) per id: :func:`split_for` puts ids below
     :data:`VAL_SHARE` into val, and a fine-tune with another validation share takes
-    the lowest ones (``fcn_studio.finetune_plan``), so both agree as far as they can."""
+    the lowest ones (``fcn_studio.models.finetune_plan``), so both agree as far as they can."""
     digest = hashlib.sha256(f"{_SPLIT_SALT}:{image_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 

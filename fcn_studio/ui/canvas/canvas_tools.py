@@ -2,7 +2,7 @@
 
 A tool gets positions already mapped to image coordinates (floats, pixel
 ``(row, col)`` covering ``[col, col + 1) x [row, row + 1)``) and calls the Qt-free
-core (:mod:`fcn_studio.editing`); it never touches pixels itself. What it needs
+core (:mod:`fcn_studio.labelmap.editing`); it never touches pixels itself. What it needs
 from the canvas is the small :class:`ToolHost` protocol, so each tool can be read
 (and tested) on its own.
 """
@@ -18,9 +18,9 @@ from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QWidget
 
-from fcn_studio.editing import PaintPolicy, Stroke, fill_polygon, flood_fill, pick
-from fcn_studio.history import Delta
-from fcn_studio.ui.overlay import ViewTransform
+from fcn_studio.labelmap.editing import PaintPolicy, Stroke, fill_polygon, flood_fill, pick
+from fcn_studio.labelmap.history import Delta
+from fcn_studio.ui.canvas.overlay import ViewTransform
 
 Box = tuple[int, int, int, int]
 
@@ -67,7 +67,7 @@ def brush_width_px(radius: float) -> int:
 
 
 class ToolHost(Protocol):
-    """What tools need from the canvas (:class:`~fcn_studio.ui.canvas.Canvas`)."""
+    """What tools need from the canvas (:class:`~fcn_studio.ui.canvas.canvas.Canvas`)."""
 
     def label(self) -> np.ndarray | None: ...
     def paint_policy(self) -> PaintPolicy: ...
@@ -389,7 +389,7 @@ class PolygonTool(Tool):
 class HandTool:
     """Panning, available under every tool: middle-drag, or left-drag with Space held.
 
-    Works on the canvas's :class:`~fcn_studio.ui.overlay.ViewTransform`; ``on_pan``
+    Works on the canvas's :class:`~fcn_studio.ui.canvas.overlay.ViewTransform`; ``on_pan``
     gets the offset change to repaint, ``tool_cursor`` the cursor shape to restore.
     """
 

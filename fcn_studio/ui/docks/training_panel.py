@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .icons import icon
+from ..icons import icon
 
 MAX_POINTS: Final[int] = 2000
 """Cap on points in a live series; past it, neighbouring points merge (see DecimatedPoints)."""

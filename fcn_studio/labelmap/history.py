@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fcn_studio.geometry import Box, mask_box
+from fcn_studio.labelmap.geometry import Box, mask_box
 
 # Python object, dataclass and three array headers: counted so that even
 # empty-ish deltas cost something in the budget.

@@ -9,10 +9,10 @@ command line cannot drift apart:
   10 minutes), so one click never means an hour of a busy laptop; on a GPU for a
   number of epochs that grows as the images get fewer (:func:`default_epochs`).
 * **Split.** The project's own split lists (``ImageSets/Segmentation``, kept by
-  :func:`fcn_studio.project_state.split_for`): an image that validated one
+  :func:`fcn_studio.project.project_state.split_for`): an image that validated one
   version never trains the next, so before/after scores stay honest. A share
   chosen in the dialog takes the images the same rule ranks most "val-like"
-  (:func:`fcn_studio.project_state.split_score`).
+  (:func:`fcn_studio.project.project_state.split_score`).
 * **Arguments.** :meth:`FinetunePlan.train_args` and :func:`train_argv` give the
   child's command line after ``train``.
 
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
+from ..project.project_state import split_score
 from .model_spec import ModelSpec
-from .project_state import split_score
 from .versions import ModelVersion, VersionStore
 
 DEFAULT_LR: Final[float] = 1e-4
@@ -229,7 +229,7 @@ def split(ids: Sequence[str], split_of: SplitOf,
     ``val_share`` None: the project's lists (an id listed in val validates, every
     other one trains; when none would train, the images validate no more). A share:
     that share of the images validates (:func:`n_val_for`), those the project lists
-    in val first, then those :func:`~fcn_studio.project_state.split_score` ranks
+    in val first, then those :func:`~fcn_studio.project.project_state.split_score` ranks
     lowest, so the same images validate run after run.
     """
     ids = sorted(dict.fromkeys(ids))

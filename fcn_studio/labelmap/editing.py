@@ -1,7 +1,7 @@
 """Label-map editing: brush strokes, flood fill, polygon fill, eyedropper, class remap.
 
 Pure numpy, no Qt: the canvas translates mouse events into these calls and
-wraps each returned :class:`~fcn_studio.history.Delta` in a ``QUndoCommand``.
+wraps each returned :class:`~fcn_studio.labelmap.history.Delta` in a ``QUndoCommand``.
 Edits apply in place on an ``H x W`` uint8 label map (0 background, 1..C-1
 classes, 255 void) and touch only the edited window, never the whole image,
 so a brush segment on a 12 MP map costs well under a millisecond.
@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from fcn_studio.geometry import (
+from fcn_studio.labelmap.geometry import (
     Box,
     capsule_mask,
     clip_segment,
@@ -32,7 +32,7 @@ from fcn_studio.geometry import (
     split_segment,
     union_box,
 )
-from fcn_studio.history import Delta
+from fcn_studio.labelmap.history import Delta
 from training.palette import VOID
 
 Label = npt.NDArray[np.uint8]
@@ -264,7 +264,7 @@ def remap_classes(label: Label, mapping: Mapping[int, int]) -> Label:
     For deleting or reordering classes: e.g. delete class 3 of 5 with
     ``{3: 0, 4: 3}``. Void (255) always stays 255; mapping a class *to* 255
     is allowed. Whole-image work, meant for rare edits; wrap the result with
-    :func:`fcn_studio.history.delta_between` to make it undoable.
+    :func:`fcn_studio.labelmap.history.delta_between` to make it undoable.
     """
     _check_label(label)
     table = np.arange(256, dtype=np.uint8)

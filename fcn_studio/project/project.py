@@ -359,7 +359,7 @@ class Project:
         """Save the corrected label; returns its correction effort.
 
         Writes ``SegmentationClass/<id>.png`` (palette PNG, atomic), adds the image to
-        the split lists (:func:`~fcn_studio.project_state.split_for`) together with
+        the split lists (:func:`~fcn_studio.project.project_state.split_for`) together with
         any other labelled image not yet listed, and records the effort: the share
         of pixels that differ from the stored prediction (None without one).
         In-memory state changes only once the label file is written.

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..versions import format_size
-from .icons import icon
+from ...models.versions import format_size
+from ..icons import icon
 from .training_panel import format_hms, format_percent
 
 COLUMNS: Final[tuple[str, ...]] = ("Version", "Created", "Status", "Val mean IoU", "Duration",

@@ -8,8 +8,8 @@ image size, with no scene bookkeeping in between.
 Pixels live in numpy arrays shared with QImages (zero copy): the RGB image,
 an ARGB32 buffer of the coloured label map, and an optional uncertainty heat
 buffer. An edit recolours only its dirty box through a 256-entry lookup table
-(:mod:`fcn_studio.ui.overlay`) and repaints only the widget area that box covers.
-Mouse events go to the current tool (:mod:`fcn_studio.ui.canvas_tools`), which
+(:mod:`fcn_studio.ui.canvas.overlay`) and repaints only the widget area that box covers.
+Mouse events go to the current tool (:mod:`fcn_studio.ui.canvas.canvas_tools`), which
 calls the Qt-free editing core; every edit becomes one step of the image's
 :class:`~fcn_studio.session.LabelSession`. The canvas observes the session:
 undo, redo and label replacements happen there and the canvas redraws the box
@@ -17,7 +17,7 @@ each one reports.
 
 Zoom is in *device* pixels per image pixel: 1.0 ("actual size") shows one image
 pixel on one physical pixel, also on high-DPI screens (see
-:class:`~fcn_studio.ui.overlay.ViewTransform`).
+:class:`~fcn_studio.ui.canvas.overlay.ViewTransform`).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from fcn_studio.editing import PaintPolicy
-from fcn_studio.history import Delta
+from fcn_studio.labelmap.editing import PaintPolicy
+from fcn_studio.labelmap.history import Delta
 from fcn_studio.session import Change, LabelSession
-from fcn_studio.ui import overlay
-from fcn_studio.ui.canvas_tools import (
+from fcn_studio.ui.canvas import overlay
+from fcn_studio.ui.canvas.canvas_tools import (
     ERASER_VALUE,
     MAX_RADIUS,
     MIN_RADIUS,
@@ -53,7 +53,7 @@ from fcn_studio.ui.canvas_tools import (
     make_tools,
     next_radius,
 )
-from fcn_studio.ui.overlay import ViewTransform
+from fcn_studio.ui.canvas.overlay import ViewTransform
 from training.palette import voc_colormap
 
 Box = tuple[int, int, int, int]
@@ -332,7 +332,7 @@ class Canvas(QWidget):
         return self._radius
 
     def grow_brush(self) -> None:
-        """The next brush size up (see :data:`~fcn_studio.ui.canvas_tools.BRUSH_STEPS`)."""
+        """The next brush size up (see :data:`~fcn_studio.ui.canvas.canvas_tools.BRUSH_STEPS`)."""
         self.set_brush_radius(next_radius(self._radius, +1))
 
     def shrink_brush(self) -> None:

@@ -1,6 +1,6 @@
 """Export Training Job: where the job folder goes, GPUs per node, nodes, epochs or a
 time budget, and the batch size per GPU. Returns an
-:class:`~fcn_studio.training_job_export.ExportChoice`; it writes nothing itself.
+:class:`~fcn_studio.models.training_job_export.ExportChoice`; it writes nothing itself.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..finetune_plan import FinetunePlan
-from ..training_job_export import DEFAULT_BATCH, DEFAULT_EPOCHS, ExportChoice
-from .icons import icon
+from ...models.finetune_plan import FinetunePlan
+from ...models.training_job_export import DEFAULT_BATCH, DEFAULT_EPOCHS, ExportChoice
+from ..icons import icon
 
 
 class ExportJobDialog(QDialog):

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..classes import PRESETS
+from ...project.classes import PRESETS
 
 
 def ask_class_names(parent: QWidget) -> list[str] | None:
@@ -219,8 +219,8 @@ def run_import(spec: ImportSpec) -> Path:
     """Make the project ``spec`` describes, with its classes' colours and background
     setting; returns its folder. Raises FCNError / OSError / ValueError on bad input
     (nothing is written then: the import checks every mask first)."""
-    from ..classes import ClassSet
-    from ..project import Project
+    from ...project.classes import ClassSet
+    from ...project.project import Project
 
     Project.create_from_id_masks(spec.images, spec.masks, spec.dest, spec.class_names,
                                  spec.void_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from .worker import BackgroundWorker
+from ..worker import BackgroundWorker
 
 
 class BackgroundSaver(QObject):

@@ -2,7 +2,7 @@
 switching to it and refreshing the predictions of images not yet corrected.
 
 What a run trains on, for how long and with which arguments is decided by the
-Qt-free :mod:`fcn_studio.finetune_plan`; this controller runs it. It gets only
+Qt-free :mod:`fcn_studio.models.finetune_plan`; this controller runs it. It gets only
 what it uses: the labelling controller (project, model in use, ``flush``,
 ``set_model``) and a :class:`~fcn_studio.ui.prompter.Prompter` for questions
 and errors; it never reaches into the window. Widgets (dialog, training panel,
@@ -18,16 +18,16 @@ from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 
-from .. import finetune_plan as fp
-from ..finetune_plan import FinetuneOptions, FinetunePlan, PlanError, startup_spec
-from ..model_spec import ModelSpec
-from ..project import Project
-from ..training_job_export import ExportChoice, export_training_job
-from ..versions import ModelVersion, VersionError, VersionStore, better, format_size
-from .prompter import Prompter
+from ...models import finetune_plan as fp
+from ...models.finetune_plan import FinetuneOptions, FinetunePlan, PlanError, startup_spec
+from ...models.model_spec import ModelSpec
+from ...models.training_job_export import ExportChoice, export_training_job
+from ...models.versions import ModelVersion, VersionError, VersionStore, better, format_size
+from ...project.project import Project
+from ..prompter import Prompter
+from ..worker import BackgroundWorker
 from .training_job import TrainingJob
 from .training_job_dialog import ask_export
-from .worker import BackgroundWorker
 
 CLOSE_WAIT_MS = 15_000
 """Closing the app during a run: how long the child gets to stop and write last.pt."""

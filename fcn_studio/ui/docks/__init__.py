@@ -1,0 +1,2 @@
+"""The dock panels: images, classes, tool options, training, models and
+correction effort."""

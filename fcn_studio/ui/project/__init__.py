@@ -1,0 +1,1 @@
+"""Project actions: open, create, import, export, class edits, and their dialogs."""
