@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from . import preprocess
-from .backbones import BACKBONES
+from .backbones import BACKBONES, get_backbone
 from .checkpoint import make_checkpoint, save_checkpoint
 from .device import autocast_dtype, describe_device, resolve_device
 from .model import FCN, ModelConfig, build_model
+from .model_init import calibrate_batchnorm
 
 
 def _sync(device: torch.device) -> None:
@@ -153,7 +154,12 @@ def bench_backbones(names: Sequence[str], device: torch.device, classes: int, re
     with tempfile.TemporaryDirectory() as tmp:
         for name in ["vgg16", *(n for n in names if n != "vgg16")]:
             torch.manual_seed(0)
-            model = _prepare(build_model(ModelConfig(num_classes=classes, backbone=name)), device)
+            model = build_model(ModelConfig(num_classes=classes, backbone=name))
+            if get_backbone(name).has_bn:
+                # Fresh BatchNorm statistics make MobileNetV3's random activations vanish
+                # into denormals, which run many times slower on a CPU than real weights.
+                calibrate_batchnorm(model)
+            model = _prepare(model, device)
             rows.append({
                 "backbone": name,
                 "forward_ms": 1000 * bench_forward(model, device, None, (375, 500), 1, repeats),
