@@ -20,10 +20,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -32,7 +30,6 @@ from PySide6.QtWidgets import (
 from ..models.model_spec import ModelSpec
 from .actions import create_actions
 from .canvas.canvas import Canvas
-from .canvas.canvas_tools import brush_width_px
 from .docks.class_panel import ClassPanel
 from .docks.effort_chart import EffortChart
 from .docks.image_list import ImageListPanel
@@ -53,6 +50,7 @@ from .notices import NoticeBar
 from .project.project_ops import ProjectOps
 from .prompter import DialogPrompter
 from .settings import AppSettings
+from .status_bar import StatusBar
 from .window_layout import (
     BOTTOM_PANEL_SHARE,
     default_rect,
@@ -292,42 +290,9 @@ class MainWindow(QMainWindow):
             self.controller.set_model(self.controller.spec)
 
     def _status_widgets(self) -> None:
-        self.model_label = QLabel("Model: loading…")
-        self.worker_label = QLabel("")
-        self.cursor_label = QLabel("")
-        self.zoom_label = QLabel("")
-        self.brush_label = QLabel("")
-        self.brush_label.setToolTip("Brush size in image pixels ([ and ] change it)")
-        # Training progress while a run goes, so the Training panel can stay closed.
-        self.training_progress = QProgressBar()
-        self.training_progress.setMaximumWidth(160)
-        self.training_progress.setMaximumHeight(16)
-        self.training_progress.setTextVisible(True)
-        self.training_progress.setToolTip("Fine-tuning: View > Panels > Training shows the "
-                                          "charts and the log")
-        self.training_progress.hide()
-        self.weights_link = QLabel(
-            '⚠ untrained: <a href="download">download the ImageNet weights</a> (528 MB)'
-            ' &nbsp;<a href="dismiss" style="text-decoration:none">✕</a>')
-        self.weights_link.setToolTip(
-            "The model is an untrained FCN-8s: the ImageNet VGG16 weights are not downloaded "
-            "yet, so its first predictions are noise. Download them (Model > ImageNet FCN-8s), "
-            "or fine-tune on your saved labels (Ctrl+T), which trains it.")
-        self.weights_link.linkActivated.connect(self._on_weights_link)
-        self.weights_link.hide()
-        # The last background problem (a prediction, save or model load that failed):
-        # shown here and in the image list, never in a modal box that stops the work.
-        self.alert_label = QLabel("")
-        self.alert_label.setStyleSheet("color: #b00020;")
-        bar = self.statusBar()
-        bar.addWidget(self.worker_label, 1)
-        bar.addPermanentWidget(self.alert_label)
-        bar.addPermanentWidget(self.training_progress)
-        bar.addPermanentWidget(self.cursor_label)
-        bar.addPermanentWidget(self.brush_label)
-        bar.addPermanentWidget(self.zoom_label)
-        bar.addPermanentWidget(self.model_label)
-        bar.addPermanentWidget(self.weights_link)
+        self.status = StatusBar()
+        self.setStatusBar(self.status)
+        self.status.weightsLinkActivated.connect(self._on_weights_link)
 
     def _connect(self) -> None:
         c, cv = self.controller, self.canvas
@@ -337,10 +302,10 @@ class MainWindow(QMainWindow):
         c.predictionShown.connect(self._on_prediction)
         c.modelChanged.connect(self._on_model)
         c.problem.connect(self._on_problem)
-        c.status.connect(lambda text: self.statusBar().showMessage(text, 4000))
-        self.worker.statusChanged.connect(self.worker_label.setText)
+        c.status.connect(lambda text: self.status.showMessage(text, 4000))
+        self.worker.statusChanged.connect(self.status.worker_label.setText)
         cv.cursorInfo.connect(self._on_cursor)
-        cv.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
+        cv.zoomChanged.connect(self.status.show_zoom)
         cv.classPicked.connect(self.class_panel.set_current)
         cv.classPicked.connect(lambda v: self._remember("class", int(v)))
         cv.brushRadiusChanged.connect(self._on_brush_radius)
@@ -370,7 +335,7 @@ class MainWindow(QMainWindow):
         self.ops.classesChanged.connect(self.refresh_classes)
         ft.runStarted.connect(lambda plan: (tp.reset(plan), self.show_training_dock()))
         ft.autoStarted.connect(tp.reset)  # a background run leaves the panels as they are
-        ft.autoStatus.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        ft.autoStatus.connect(lambda text: self.status.showMessage(text, 15_000))
         self.controller.labelSaved.connect(ft.on_label_saved)
         job.started.connect(tp.on_started)
         job.progress.connect(tp.on_progress)
@@ -379,7 +344,7 @@ class MainWindow(QMainWindow):
         job.finished.connect(tp.on_finished)
         job.started.connect(lambda _d: self._training_running(True))
         job.finished.connect(lambda _d: self._training_running(False))
-        job.progress.connect(self._training_status)
+        job.progress.connect(self.status.training_status)
         tp.cancelRequested.connect(job.cancel)
         ft.versionsChanged.connect(self._refresh_versions)
         mp.useRequested.connect(ft.use_version)
@@ -459,21 +424,7 @@ class MainWindow(QMainWindow):
         self.actions_["cancel_training"].setEnabled(running)
         self.actions_["finetune"].setEnabled(not running)
         self.actions_["finetune_dialog"].setEnabled(not running)
-        self.training_progress.setVisible(running)
-        if running:
-            self.training_progress.setRange(0, 0)  # busy until the first progress line
-        else:
-            self.worker_label.setText("")
-
-    def _training_status(self, d: dict) -> None:
-        from training.progress import format_duration
-
-        done, total = d.get("iteration"), d.get("total")
-        self.worker_label.setText(f"training: {done}/{total}, eta {format_duration(d.get('eta'))}")
-        if isinstance(done, int) and isinstance(total, int) and total > 0:
-            self.training_progress.setRange(0, total)
-            self.training_progress.setValue(min(done, total))
-            self.training_progress.setFormat(f"training %p%  eta {format_duration(d.get('eta'))}")
+        self.status.training_running(running)
 
     def show_training_dock(self) -> None:
         """A run started: show its panel (below the canvas, about a third of the height)."""
@@ -486,13 +437,13 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_model(self, info: ModelInfo) -> None:
-        self.model_label.setText(f"Model: {info.description} ({info.device})")
-        self.model_label.setToolTip(f"version {info.version}\nclasses: {', '.join(info.class_names)}")
+        self.status.show_model(info.description, info.device, str(info.version),
+                               list(info.class_names))
         spec = info.spec
         if spec is not None and spec.kind == "untrained":
             self._show_weights_notice()
         else:
-            self.weights_link.hide()  # no longer applies
+            self.status.show_untrained_link(False)  # no longer applies
 
     def _update_title(self) -> None:
         c = self.controller
@@ -570,8 +521,7 @@ class MainWindow(QMainWindow):
         self._remember("brush", float(radius))
 
     def _show_brush_size(self, radius: float) -> None:
-        """The brush size in image pixels (the circle on the canvas is in screen pixels)."""
-        self.brush_label.setText(f"brush {brush_width_px(radius)} px")
+        self.status.show_brush_size(radius)
 
     def _undo(self) -> None:
         if self.controller.session is not None:
@@ -610,27 +560,20 @@ class MainWindow(QMainWindow):
         self.tool_options.set_uncertainty_visible(on)
 
     def _on_cursor(self, x: int, y: int, class_id: int) -> None:
-        if x < 0 or self.controller.project is None:
-            self.cursor_label.setText("")
-            return
-        names = self.controller.project.classes.names
-        name = "void" if class_id == 255 else (names[class_id] if class_id < len(names) else "?")
-        self.cursor_label.setText(f"x {x}  y {y}  {name} ({class_id})")
+        p = self.controller.project
+        self.status.show_cursor(x, y, class_id, tuple(p.classes.names) if p else None)
 
     # -- messages, drag and drop, close --------------------------------------------------------
     def _on_problem(self, image_id: str, text: str) -> None:
         """A background problem: in the status bar (last one kept with its full text) and,
         for one image, in the image list; the person keeps working."""
-        first = text.strip().splitlines()[0] if text.strip() else text
-        self.alert_label.setText(first if len(first) <= 90 else first[:87] + "…")
-        self.alert_label.setToolTip(text)
-        self.statusBar().showMessage(first, 10_000)
+        self.status.show_problem(text)
         if image_id:
             self.image_list.set_note(image_id, text)
 
     def _show_message(self, level: str, text: str) -> None:
         if level == "info":  # a remark on a key press: the status bar, not a box to click
-            self.statusBar().showMessage(text, 8000)
+            self.status.showMessage(text, 8000)
             return
         box = {"warning": QMessageBox.warning, "error": QMessageBox.critical}[level]
         # Deferred so a message raised inside a signal handler never re-enters it.
@@ -686,13 +629,11 @@ class MainWindow(QMainWindow):
         status bar, beside the model's name, until dismissed or downloaded."""
         if self.settings.notice_dismissed(NOTICE_WEIGHTS):
             return
-        self.weights_link.show()
-        if "weights" in self.alert_label.toolTip():
-            self.alert_label.setText("")  # the link says it, with the way out
+        self.status.show_untrained_link(True)
 
     def _on_weights_link(self, href: str) -> None:
         if href == "dismiss":
-            self.weights_link.hide()
+            self.status.show_untrained_link(False)
             self._on_notice_dismissed(NOTICE_WEIGHTS)
         else:
             self.ops.use_imagenet_model()

@@ -49,7 +49,7 @@ def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(q
     qtbot.waitUntil(lambda: w.controller.model.id == result.model.id, timeout=10_000)
     after = w.controller.model.id
     assert after != before and after.head and after.with_head("") == before
-    assert "head learned from 1 image (" in w.model_label.text()  # singular, then the device
+    assert "head learned from 1 image (" in w.status.model_label.text()  # singular, then the device
     # The next image is predicted by the new head (refreshed from its cached features
     # if it was predicted ahead), and that identity is what its stored prediction records.
     show_predicted(qtbot, w, "img002")

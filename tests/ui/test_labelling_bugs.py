@@ -135,9 +135,9 @@ def test_background_prediction_errors_are_not_modal(qtbot, window: MainWindow,
                                                     messages: list[str]) -> None:
     window.worker.predictionFailed.emit("img002", str(window.controller.model.id),
                                         "out of memory")
-    qtbot.waitUntil(lambda: "out of memory" in window.alert_label.toolTip())
+    qtbot.waitUntil(lambda: "out of memory" in window.status.alert_label.toolTip())
     assert messages == []
-    assert "img002" in window.alert_label.toolTip()
+    assert "img002" in window.status.alert_label.toolTip()
 
 
 def test_page_down_and_up_step_past_an_unreadable_image(qtbot, window: MainWindow,
@@ -178,7 +178,7 @@ def test_a_model_with_other_classes_never_predicts_in_the_project(
     qtbot.waitUntil(lambda: w.controller.model is not None, timeout=60_000)
     assert list(w.controller.model.class_names) == names
     assert w.controller.model.id.kind == "untrained"
-    assert "untrained" in w.alert_label.toolTip()  # why it is not the model asked for
+    assert "untrained" in w.status.alert_label.toolTip()  # why it is not the model asked for
     assert messages == []
 
 

@@ -44,7 +44,7 @@ def test_open_shows_first_image_with_its_saved_label(window: MainWindow, project
     saved = np.asarray(Image.open(project / "SegmentationClass" / "img000.png"))
     np.testing.assert_array_equal(s.label, saved)
     assert window.image_list.visible_ids() == ["img000", "img001", "img002", "img003"]
-    assert "model.pt" in window.model_label.text()
+    assert "model.pt" in window.status.model_label.text()
 
 
 def test_new_image_starts_from_the_models_prediction(qtbot, window: MainWindow, project: Path,
@@ -133,7 +133,7 @@ def test_unreadable_image_is_marked_not_fatal(qtbot, window: MainWindow, project
     (project / "JPEGImages" / "img003.png").write_bytes(b"\x89PNG broken")
     window.controller._cache.forget("img003")  # noqa: SLF001 - as if never decoded
     assert not window.ops.show_image("img003")
-    assert "img003" in window.alert_label.toolTip() and messages == []
+    assert "img003" in window.status.alert_label.toolTip() and messages == []
     assert window.controller.project.entry("img003").error
     assert window.controller.session.image_id == "img000"  # still on the previous image
 
@@ -152,7 +152,7 @@ def test_save_error_keeps_the_edit(qtbot, window: MainWindow, monkeypatch,
     edited = s.label.copy()
     window.actions_["save"].trigger()
     window.controller.saver.wait()
-    qtbot.waitUntil(lambda: "Permission denied" in window.alert_label.toolTip())
+    qtbot.waitUntil(lambda: "Permission denied" in window.status.alert_label.toolTip())
     assert messages == []  # said in the status bar and the list, not in a modal box
     assert "Permission denied" in window.image_list.model.note("img000")
     assert s.dirty  # still marked unsaved
@@ -171,7 +171,7 @@ def test_a_model_that_fails_to_load_leaves_the_previous_one(qtbot, window: MainW
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
     with qtbot.waitSignal(window.worker.modelFailed, timeout=60_000):
         window.controller.set_model(ModelSpec.file(bad, CLASS_NAMES))
-    text = window.alert_label.toolTip()
+    text = window.status.alert_label.toolTip()
     assert "broken.pt" in text and "stays in use" in text and messages == []
     assert window.controller.model is before
     # ...and it still predicts. Whether img002 was predicted ahead of time already or

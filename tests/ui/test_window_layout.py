@@ -159,13 +159,13 @@ def test_a_training_run_shows_its_panel_and_progress_in_the_status_bar(qtbot,
     w = _window(qtbot, isolated_settings, QRect(0, 0, 1600, 1000))
     w.show_training_dock()
     w._training_running(True)
-    w._training_status({"iteration": 30, "total": 120, "eta": 90})
+    w.status.training_status({"iteration": 30, "total": 120, "eta": 90})
     qtbot.wait(50)  # the panel is sized once more after its first layout pass
     assert w.training_dock.isVisible()
     assert w.training_dock.height() <= 0.4 * w.height()
-    assert w.training_progress.isVisible() and w.training_progress.value() == 30
+    assert w.status.training_progress.isVisible() and w.status.training_progress.value() == 30
     w._training_running(False)
-    assert not w.training_progress.isVisible()
+    assert not w.status.training_progress.isVisible()
 
 
 # -- no box on a first start -------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_a_first_offline_start_waits_for_no_click(qtbot, tmp_path, monkeypatch, 
              if isinstance(t, (QMessageBox, QDialog)) and t.isVisible()]
     assert boxes == [] and messages == []
     assert w.notices.is_shown(NOTICE_FIRST_RUN)
-    assert w.weights_link.isVisible() and "download" in w.weights_link.text()
+    assert w.status.weights_link.isVisible() and "download" in w.status.weights_link.text()
 
 
 def test_dismissed_notices_stay_dismissed(qtbot, tmp_path) -> None:
@@ -219,7 +219,7 @@ def test_bracket_keys_step_evenly_and_agree_with_the_tool_panel(qtbot, isolated_
     assert w.tool_options.radius_spin.minimum() == canvas_tools.MIN_RADIUS
     w.tool_options.radius_spin.setValue(7)  # between steps: ] goes to the next one up
     larger.trigger()
-    assert w.canvas.brush_radius() == 8 and "17 px" in w.brush_label.text()
+    assert w.canvas.brush_radius() == 8 and "17 px" in w.status.brush_label.text()
 
 
 def test_the_brush_circle_is_the_cursor_over_an_image(qtbot, isolated_settings, project,
