@@ -114,3 +114,23 @@ def test_the_learned_head_survives_reopening_the_project(qtbot, window, tmp_path
         assert w2.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
     assert w2.controller.model.id == learned  # the same head, so the same identity
     assert "head learned from 1 image" in w2.controller.model.description
+
+
+def test_features_memory_lets_go_of_wait_on_disk_in_the_project(
+        qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings, monkeypatch) -> None:
+    from fcn_studio.ui.labelling import inference
+
+    monkeypatch.setattr(inference, "FEATURE_CACHE_BYTES", 0)  # every entry goes to disk
+    root = tmp_path / "proj"
+    write_voc(root, n=3, n_val=1)
+    (root / "SegmentationClass" / "img001.png").unlink()
+    w = open_window(qtbot, isolated_settings)
+    with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
+        assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
+    show_predicted(qtbot, w, "img001")
+    features = root / ".fcn_studio" / "features"
+    qtbot.waitUntil(lambda: any(features.glob("*.pt")), timeout=30_000)
+    # Learning reads them back instead of running the backbone again (nothing in memory).
+    result = _correct_and_save(qtbot, w, seed=1)
+    assert result.images >= 1 and not result.rolled_back
+    assert w.worker._learner.cache.used_bytes == 0

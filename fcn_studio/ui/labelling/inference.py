@@ -83,6 +83,8 @@ class LearnResult:
 HEADS_DIR = ".fcn_studio/heads"  # in the project: one learned head per model, kilobytes
 MAX_RELOADS_PER_LEARN = 3  # backbone forwards a learn may spend on images no longer cached
 FEATURE_CACHE_BYTES = 768 << 20
+FEATURE_DISK_BYTES = 2 << 30  # about 550 images of 500x375 at FCN-8s / VGG16
+FEATURES_DIR = ".fcn_studio/features"
 
 
 def _build_predictor(spec: ModelSpec, device: str) -> Any:
@@ -320,8 +322,13 @@ class InferenceWorker(QObject):
         self._heads.clear()
         if not carry_labels:
             self._labels.clear()
-        self._learner = InstantLearner(self._predictor, FeatureCache(FEATURE_CACHE_BYTES),
-                                       backbone_id=str(self._model_id))
+        with self._cond:
+            root = self._project_root
+        # Features memory lets go of wait in the project's hidden folder (and across
+        # restarts), so learning from older labels rarely runs the backbone again.
+        disk = root / FEATURES_DIR if root is not None else None
+        cache = FeatureCache(FEATURE_CACHE_BYTES, disk_dir=disk, disk_bytes=FEATURE_DISK_BYTES)
+        self._learner = InstantLearner(self._predictor, cache, backbone_id=str(self._model_id))
         for image_id, (_path, label) in self._labels.items():
             self._learner.add_label(image_id, label)
 
