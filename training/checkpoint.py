@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from . import preprocess
 from .atomic import atomic_save
@@ -77,15 +78,23 @@ def make_checkpoint(
     metrics: dict[str, Any] | None = None,
     parent: str | None = None,
     extra: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Build the checkpoint dict for ``model`` (the bare model, not a DDP wrapper)."""
+    """Build the checkpoint dict for ``model`` (the bare model, not a DDP wrapper).
+
+    ``weights_dtype="float16"`` stores the weights at half the size; loading copies them
+    back into a float32 model. BatchNorm statistics stay float32 (a variance near 1e-5
+    has few digits left in float16, and they are a tiny share of the bytes).
+    """
     if len(class_names) != model.config.num_classes:
         raise CheckpointError(
             f"{len(class_names)} class names given for a model with "
             f"{model.config.num_classes} outputs"
         )
     table = palette if palette is not None else voc_colormap()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype must be float32 or float16, not {weights_dtype!r}")
+    state = {k: _stored(k, v.detach().cpu(), weights_dtype) for k, v in model.state_dict().items()}
     ckpt: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -97,11 +106,19 @@ def make_checkpoint(
         "metrics": dict(metrics or {}),
         "parent": parent,
         "created": now_iso(),
+        "weights_dtype": weights_dtype,
         "state_dict": state,
     }
     if extra:
         ckpt.update(extra)
     return ckpt
+
+
+def _stored(name: str, value: Tensor, dtype: str) -> Tensor:
+    if dtype == "float16" and value.is_floating_point() and not name.endswith(
+            ("running_mean", "running_var")):
+        return value.to(torch.float16)
+    return value
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:

@@ -617,7 +617,7 @@ class Trainer:
         ckpt = make_checkpoint(bare, loaded.class_names, loaded.normalization,
                                palette=loaded.palette, training=self.cfg.to_dict(),
                                metrics=metrics, parent=self.cfg.parent or loaded.meta.get("init"),
-                               extra=extra)
+                               extra=extra, weights_dtype=self.cfg.save_dtype)
         last = self.out / "last.pt"
         self._write(last, lambda: save_checkpoint(last, ckpt))
         self._kept = {"iteration": self.state.iteration, "epoch": self.state.epoch,

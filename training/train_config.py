@@ -14,6 +14,8 @@ from .device import DEVICE_CHOICES  # noqa: F401  (documented choices)
 from .errors import FCNError
 from .model import ALIGNMENTS, ARCHS, BACKBONES
 
+SAVE_DTYPES: tuple[str, ...] = ("float32", "float16")
+
 MAX_LR = 10.0  # far above any useful rate; larger ones overflow float32 in the optimizer
 MAX_FC_CHANNELS = 8192  # the model's own limit
 
@@ -57,6 +59,9 @@ class TrainConfig:
     # No resume.pt (optimizer state, about twice the model): for runs that are never
     # resumed, like the app's fine-tunes; saves (and so Cancel) are seconds shorter.
     no_resume_state: bool = False
+    # Precision of the weights in best.pt / last.pt: "float16" halves them (training runs
+    # in full precision either way; a resume goes on from the rounded weights).
+    save_dtype: str = "float32"
     overwrite: bool = False  # start afresh in an --out that already holds a run
     json: bool = False
     parent: str | None = None  # recorded in the checkpoint (the app's version id)
@@ -195,6 +200,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume-state", action="store_true",
                    help="write no resume.pt (the optimizer state): the run cannot be resumed "
                         "exactly, but each save is faster and the run folder half the size")
+    p.add_argument("--save-dtype", choices=SAVE_DTYPES, default=d.save_dtype,
+                   help="precision of the saved weights: float16 halves every checkpoint "
+                        "(predictions stay the same to within rounding); training is float32")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out that already holds one, deleting its "
                         "checkpoints, history and log")
@@ -251,7 +259,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_split=args.val_split, train_split=args.train_split, train_list=args.train_list,
         val_list=args.val_list, val_before=args.val_before, val_fraction=args.val_fraction,
         resume=args.resume, overwrite=args.overwrite, json=args.json, parent=args.parent,
-        no_resume_state=args.no_resume_state,
+        no_resume_state=args.no_resume_state, save_dtype=args.save_dtype,
     )
 
 
@@ -266,7 +274,7 @@ class ResumeError(FCNError):
 # where it runs. Everything else defines the run (model, data, augmentation, schedule
 # shape) and is taken from its config.json.
 RESUME_CHANGEABLE: tuple[str, ...] = ("epochs", "iters", "time_limit", "lr", "device", "amp",
-                                      "workers", "data")
+                                      "workers", "data", "save_dtype")
 _RESUME_META = ("out", "resume", "overwrite", "json")  # about this invocation, not the run
 _PATH_FIELDS = ("data", "init", "classes", "train_list", "val_list")
 

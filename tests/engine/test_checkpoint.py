@@ -102,3 +102,32 @@ def test_adapt_classes(tmp_path: Path, model32) -> None:
         assert new.model(torch.rand(1, 3, 33, 33)).shape == (1, 2, 33, 33)
     # The backbone keeps its weights.
     assert torch.equal(new.model.conv1_1.weight, loaded.model.conv1_1.weight)
+
+
+def test_float16_storage_halves_the_file_and_keeps_the_predictions(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(num_classes=5, arch="fcn8s", backbone="vgg16_bn",
+                                    fc_channels=64))
+    with torch.no_grad():  # scores that depend on the input, as a trained head's do
+        for name in ("score_fr", "score_pool4", "score_pool3"):
+            getattr(model, name).weight.normal_(0, 0.05)
+        model.bn1_1.running_var.fill_(3e-6)  # small statistics must survive the rounding
+    paths = {}
+    for dtype in ("float32", "float16"):
+        paths[dtype] = tmp_path / f"{dtype}.pt"
+        save_checkpoint(paths[dtype], make_checkpoint(model, list("abcde"), preprocess.TORCHVISION,
+                                                      weights_dtype=dtype))
+    raw = torch.load(paths["float16"], weights_only=True)
+    assert raw["weights_dtype"] == "float16"
+    assert raw["state_dict"]["conv1_1.weight"].dtype == torch.float16
+    assert raw["state_dict"]["bn1_1.running_var"].dtype == torch.float32
+    assert paths["float16"].stat().st_size < 0.55 * paths["float32"].stat().st_size
+    loaded = load_model(paths["float16"]).model.eval()
+    assert next(loaded.parameters()).dtype == torch.float32  # computes as before
+    x = torch.rand(4, 3, 75, 101)
+    with torch.no_grad():
+        ref = model.eval()(x).argmax(1)
+        got = loaded(x).argmax(1)
+    assert (ref == got).float().mean().item() >= 0.995
+    with pytest.raises(ValueError, match="float32 or float16"):
+        make_checkpoint(model, list("abcde"), preprocess.TORCHVISION, weights_dtype="int8")

@@ -81,9 +81,13 @@ def test_no_resume_state_writes_no_optimizer_state(voc: Path, tmp_path: Path, ca
     """The app's runs are never resumed: a stopped run keeps last.pt but no resume.pt."""
     run = tmp_path / "run"
     assert train_main([str(voc), "--out", str(run), "--iters", "4", "--time-limit", "0",
-                       "--no-resume-state", *FAST]) == 0
+                       "--no-resume-state", "--save-dtype", "float16", *FAST]) == 0
     assert _events(capsys.readouterr().out)[-1]["status"] == "time_limit"
     assert (run / "last.pt").is_file() and not (run / "resume.pt").exists()
+    # The app's runs also store their weights in float16 (half the disk) and load as usual.
+    raw = torch.load(run / "last.pt", weights_only=True)
+    assert raw["weights_dtype"] == "float16" and raw["state_dict"]["conv1_1.weight"].dtype == torch.float16
+    assert next(load_model(run / "last.pt").model.parameters()).dtype == torch.float32
 
 
 def test_non_finite_loss_keeps_last_good_checkpoint(voc: Path, tmp_path: Path, capsys,
