@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..project.project_state import split_score
-from .model_spec import ModelSpec
+from .model_spec import BACKBONE_LABELS, DEFAULT_BACKBONE, ModelSpec
 from .versions import ModelVersion, VersionStore
 
 DEFAULT_LR: Final[float] = 1e-4
@@ -79,6 +79,9 @@ class FinetuneOptions:
     val_share: float | None = None
     reinit_classes: bool = False
     batch_size: int | None = None
+    # The backbone of a new model (base "imagenet", or an untrained one); None keeps the
+    # model in use's, else the default. Ignored when the base has trained weights.
+    backbone: str | None = None
     extra_args: tuple[str, ...] = ()
 
     @classmethod
@@ -143,14 +146,27 @@ class BaseModel:
     parent: str
     init: str
     class_names: tuple[str, ...] | None = None
+    backbone: str = DEFAULT_BACKBONE  # of a new model ("imagenet", "scratch"); else unused
 
     @staticmethod
-    def imagenet() -> BaseModel:
-        return BaseModel("imagenet", "imagenet")
+    def imagenet(backbone: str = DEFAULT_BACKBONE) -> BaseModel:
+        return BaseModel("imagenet", "imagenet", backbone=backbone)
 
     @staticmethod
-    def scratch() -> BaseModel:
-        return BaseModel("scratch", "scratch")
+    def scratch(backbone: str = DEFAULT_BACKBONE) -> BaseModel:
+        return BaseModel("scratch", "scratch", backbone=backbone)
+
+    @property
+    def is_new(self) -> bool:
+        """No trained weights: the run builds the network, so its backbone is chosen."""
+        return self.init in ("imagenet", "scratch")
+
+    def with_backbone(self, backbone: str | None) -> BaseModel:
+        if backbone is None or not self.is_new:
+            return self
+        if backbone not in BACKBONE_LABELS:
+            raise PlanError(f"unknown backbone {backbone!r}; one of {', '.join(BACKBONE_LABELS)}")
+        return BaseModel(self.parent, self.init, self.class_names, backbone)
 
     @staticmethod
     def file(path: str | Path, class_names: Sequence[str] | None = None,
@@ -312,6 +328,8 @@ class FinetunePlan:
         """
         args = ["--init", init or self.base.init, "--lr", f"{self.options.lr:g}",
                 "--device", device or self.options.device]
+        if self.base.is_new and self.base.backbone != DEFAULT_BACKBONE:
+            args += ["--backbone", self.base.backbone]
         recorded = self.base.parent if parent is None else parent
         if recorded:  # "" records none
             args += ["--parent", recorded]
@@ -352,6 +370,7 @@ def make_plan(options: FinetuneOptions, *, labelled: Sequence[str], split_of: Sp
         raise PlanError("Save at least one corrected label first: only saved labels are "
                         "training data.")
     names = tuple(class_names)
+    base = base.with_backbone(options.backbone)
     mismatch = class_mismatch(base.class_names, names)
     if mismatch and not options.reinit_classes:
         raise PlanError(f"The base model's classes differ from the project's ({mismatch}):\n"
@@ -377,16 +396,17 @@ def new_labels(labelled: Sequence[str], newest: ModelVersion | None) -> list[str
     return [i for i in labelled if i not in seen]
 
 
-def startup_spec(project: Any) -> ModelSpec:
+def startup_spec(project: Any, backbone: str = DEFAULT_BACKBONE) -> ModelSpec:
     """The model a project opens with: its current version (what its last fine-tune
-    made), else ImageNet FCN-8s (the labelling controller falls back to an untrained
-    FCN-8s when those weights are not on disk). Always with this project's classes,
-    never another project's model. ``project``: a Project (``models_dir``, ``classes``)."""
+    made), else a new ImageNet FCN-8s on ``backbone`` (the labelling controller falls back
+    to an untrained one when those weights are not on disk). Always with this project's
+    classes, never another project's model. ``project``: a Project (``models_dir``,
+    ``classes``)."""
     names = tuple(project.classes.names)
     cur = VersionStore(project.models_dir).current()
     if cur is not None and cur.broken is None:
         return ModelSpec.of_version(cur.id, cur.checkpoint, names, project.models_dir)
-    return ModelSpec.imagenet(names)
+    return ModelSpec.imagenet(names, backbone)
 
 
 def base_model(choice: str, *, current: ModelVersion | None, spec: ModelSpec | None = None,
@@ -394,8 +414,9 @@ def base_model(choice: str, *, current: ModelVersion | None, spec: ModelSpec | N
     """The base a choice names: "imagenet"; a checkpoint path; "current": the project's
     current version, else the model in use (``spec``, with the classes it reported),
     else ImageNet when that is in use, else an untrained FCN-8s ("scratch")."""
+    new_backbone = spec.backbone if spec is not None and spec.is_new else DEFAULT_BACKBONE
     if choice == "imagenet":
-        return BaseModel.imagenet()
+        return BaseModel.imagenet(new_backbone)
     if choice != "current":
         return BaseModel.file(choice)
     if current is not None and current.broken is None:
@@ -405,5 +426,5 @@ def base_model(choice: str, *, current: ModelVersion | None, spec: ModelSpec | N
         names = tuple(spec_classes) if spec_classes is not None else None
         return BaseModel(spec.version or Path(spec.path).name, spec.path, names)
     if spec is not None and spec.kind == "imagenet":
-        return BaseModel.imagenet()
-    return BaseModel.scratch()
+        return BaseModel.imagenet(new_backbone)
+    return BaseModel.scratch(new_backbone)

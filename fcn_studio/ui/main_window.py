@@ -6,6 +6,7 @@ inference.py; this module only connects them.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QRect, Qt, QTimer, Slot
@@ -27,7 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..models.model_spec import ModelSpec
+from ..models.model_spec import (
+    BACKBONE_LABELS,
+    IMAGENET_DOWNLOAD_MB,
+    ModelSpec,
+    likely_accelerator,
+    recommended_backbone,
+)
 from .actions import create_actions
 from .canvas.canvas import Canvas
 from .docks.class_panel import ClassPanel
@@ -41,6 +48,7 @@ from .labelling.controller import Controller
 from .labelling.inference import InferenceWorker, ModelInfo
 from .menus import (
     build_auto_finetune_menu,
+    build_backbone_menu,
     build_menus,
     build_panels_menu,
     build_recent_menu,
@@ -113,6 +121,9 @@ class MainWindow(QMainWindow):
         self._build_device_menu()
         build_auto_finetune_menu(self.menus["Model"], self.actions_["cancel_training"],
                                  self.settings, self.finetune.set_auto_after)
+        build_backbone_menu(self.menus["Model"], self.actions_["model_file"], self.settings,
+                            recommended_backbone(likely_accelerator(device)),
+                            self._set_new_backbone)
         build_toolbar(self, self.actions_)
         build_panels_menu(self.menus["View"], self.docks(), self.reset_layout)
         build_recent_menu(self.menus["File"], self.actions_["export"], self.settings,
@@ -281,6 +292,15 @@ class MainWindow(QMainWindow):
             group.addAction(act)
             act.triggered.connect(lambda _checked=False, n=name: self.set_device(n))
 
+    def _set_new_backbone(self, name: str) -> None:
+        """Model > Backbone for New Models: a model without trained weights is rebuilt on
+        it at once; trained versions keep their own."""
+        c = self.controller
+        c.new_backbone = name
+        if c.project is not None and c.spec is not None and c.spec.is_new \
+                and c.spec.backbone != name:
+            c.set_model(dataclasses.replace(c.spec, backbone=name), refresh_all=True)
+
     def set_device(self, name: str) -> None:
         """Reload the model in use on ``name``; a device that is not there is reported
         and the model keeps running where it was."""
@@ -437,11 +457,14 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_model(self, info: ModelInfo) -> None:
-        self.status.show_model(info.description, info.device, str(info.version),
+        # A new model's description names its backbone; a trained one's comes from its file.
+        net = "" if info.spec is not None and info.spec.is_new else \
+            f"{BACKBONE_LABELS.get(info.backbone, info.backbone)}, "
+        self.status.show_model(info.description, f"{net}{info.device}", str(info.version),
                                list(info.class_names))
         spec = info.spec
         if spec is not None and spec.kind == "untrained":
-            self._show_weights_notice()
+            self._show_weights_notice(spec.backbone)
         else:
             self.status.show_untrained_link(False)  # no longer applies
 
@@ -624,12 +647,13 @@ class MainWindow(QMainWindow):
             "on your saved labels so the next predictions need fewer corrections.\n"
             "This sample project has three labelled images to start from.")
 
-    def _show_weights_notice(self) -> None:
+    def _show_weights_notice(self, backbone: str) -> None:
         """The model is untrained because the ImageNet weights are missing: a link in the
         status bar, beside the model's name, until dismissed or downloaded."""
         if self.settings.notice_dismissed(NOTICE_WEIGHTS):
             return
-        self.status.show_untrained_link(True)
+        self.status.show_untrained_link(True, BACKBONE_LABELS[backbone],
+                                        IMAGENET_DOWNLOAD_MB[backbone])
 
     def _on_weights_link(self, href: str) -> None:
         if href == "dismiss":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSize
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
 from ..models.finetune_plan import AUTO_FINETUNE_CHOICES
+from ..models.model_spec import BACKBONE_LABELS, BACKBONE_NOTES
 from .settings import AppSettings
 
 MENUS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -110,36 +112,61 @@ def build_recent_menu(file_menu: QMenu, before: QAction, settings: AppSettings,
 
 
 AUTO_FINETUNE_KEY = "auto_finetune_after"
+BACKBONE_KEY = "new_model_backbone"
+
+
+def _choice_menu(model_menu: QMenu, before: QAction, title: str, settings: AppSettings,
+                 key: str, choices: list[tuple[Any, str, str]], chosen: Any,
+                 apply: Callable[[Any], None]) -> QMenu:
+    """A submenu of exclusive choices ``(value, text, tooltip)``; picking one stores it
+    under ``key`` and applies it. ``chosen`` is applied at once (what was remembered)."""
+    menu = QMenu(title, model_menu)
+    menu.setToolTipsVisible(True)
+    model_menu.insertMenu(before, menu)
+    group = QActionGroup(menu)
+    for value, text, tip in choices:
+        act = menu.addAction(text)
+        act.setCheckable(True)
+        act.setChecked(value == chosen)
+        act.setData(value)
+        act.setToolTip(tip)
+        group.addAction(act)
+
+        def choose(_checked: bool = False, v: Any = value) -> None:
+            settings.set_value(key, v)
+            apply(v)
+
+        act.triggered.connect(choose)
+    apply(chosen)
+    return menu
 
 
 def build_auto_finetune_menu(model_menu: QMenu, before: QAction, settings: AppSettings,
                              set_count: Callable[[int], None]) -> QMenu:
     """Model > Fine-tune in the Background: off, or a full fine-tune by itself after N new
     saved labels (instant learning keeps going meanwhile). Remembered across starts."""
-    menu = QMenu("Fine-tune in the &Background", model_menu)
-    menu.setToolTipsVisible(True)
-    model_menu.insertMenu(before, menu)
-    group = QActionGroup(menu)
     try:
         chosen = int(settings.value(AUTO_FINETUNE_KEY, 0) or 0)
     except (TypeError, ValueError):
         chosen = 0
-    if chosen not in AUTO_FINETUNE_CHOICES:
-        chosen = 0
-    for count in AUTO_FINETUNE_CHOICES:
-        act = menu.addAction("&Off" if count == 0 else f"After {count} New Labels")
-        act.setCheckable(True)
-        act.setChecked(count == chosen)
-        act.setData(count)
-        act.setToolTip("Only when you click Fine-tune" if count == 0 else
-                       f"Start a fine-tune with the one-click defaults once {count} labels "
-                       "were saved since the last run; a better model is used when it ends")
-        group.addAction(act)
+    choices = [(n, "&Off" if n == 0 else f"After {n} New Labels",
+                "Only when you click Fine-tune" if n == 0 else
+                f"Start a fine-tune with the one-click defaults once {n} labels were saved "
+                "since the last run; a better model is used when it ends")
+               for n in AUTO_FINETUNE_CHOICES]
+    return _choice_menu(model_menu, before, "Fine-tune in the &Background", settings,
+                        AUTO_FINETUNE_KEY, choices,
+                        chosen if chosen in AUTO_FINETUNE_CHOICES else 0, set_count)
 
-        def choose(_checked: bool = False, n: int = count) -> None:
-            settings.set_value(AUTO_FINETUNE_KEY, n)
-            set_count(n)
 
-        act.triggered.connect(choose)
-    set_count(chosen)
-    return menu
+def build_backbone_menu(model_menu: QMenu, before: QAction, settings: AppSettings,
+                        recommended: str, set_backbone: Callable[[str], None]) -> QMenu:
+    """Model > Backbone for New Models: the network a project without a trained version
+    starts from (and an ImageNet fine-tune builds). The device's recommendation is the
+    default until the person picks one; the choice is remembered."""
+    chosen = str(settings.value(BACKBONE_KEY, "") or "")
+    choices = [(name, f"{label} (recommended here)" if name == recommended else label,
+                BACKBONE_NOTES[name]) for name, label in BACKBONE_LABELS.items()]
+    return _choice_menu(model_menu, before, "&Backbone for New Models", settings, BACKBONE_KEY,
+                        choices, chosen if chosen in BACKBONE_LABELS else recommended,
+                        set_backbone)

@@ -34,13 +34,7 @@ class StatusBar(QStatusBar):
         self.training_progress.setToolTip("Fine-tuning: View > Panels > Training shows the "
                                           "charts and the log")
         self.training_progress.hide()
-        self.weights_link = QLabel(
-            '⚠ untrained: <a href="download">download the ImageNet weights</a> (528 MB)'
-            ' &nbsp;<a href="dismiss" style="text-decoration:none">✕</a>')
-        self.weights_link.setToolTip(
-            "The model is an untrained FCN-8s: the ImageNet VGG16 weights are not downloaded "
-            "yet, so its first predictions are noise. Download them (Model > ImageNet FCN-8s), "
-            "or fine-tune on your saved labels (Ctrl+T), which trains it.")
+        self.weights_link = QLabel()
         self.weights_link.linkActivated.connect(self.weightsLinkActivated)
         self.weights_link.hide()
         # The last background problem (a prediction, save or model load that failed):
@@ -57,7 +51,16 @@ class StatusBar(QStatusBar):
         self.model_label.setText(f"Model: {description} ({device})")
         self.model_label.setToolTip(f"version {version}\nclasses: {', '.join(class_names)}")
 
-    def show_untrained_link(self, shown: bool) -> None:
+    def show_untrained_link(self, shown: bool, backbone: str = "VGG16", size_mb: int = 528) -> None:
+        """The model is untrained for want of ``backbone``'s ImageNet weights: a link to
+        download them (``size_mb``), and one to dismiss it."""
+        self.weights_link.setText(
+            f'⚠ untrained: <a href="download">download the ImageNet weights</a> ({size_mb} MB)'
+            ' &nbsp;<a href="dismiss" style="text-decoration:none">✕</a>')
+        self.weights_link.setToolTip(
+            f"The model is an untrained FCN-8s: the ImageNet {backbone} weights are not "
+            "downloaded yet, so its first predictions are noise. Download them (Model > "
+            "ImageNet FCN-8s), or fine-tune on your saved labels (Ctrl+T), which trains it.")
         self.weights_link.setVisible(shown)
         if shown and "weights" in self.alert_label.toolTip():
             self.alert_label.setText("")  # the link says it, with the way out

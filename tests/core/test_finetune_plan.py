@@ -169,3 +169,45 @@ def test_new_labels_are_those_the_newest_run_did_not_see(tmp_path) -> None:
                      {"train_ids": ["a", "b"], "val_ids": ["c"]})
     assert new_labels(labelled, v) == ["d"]
     assert new_labels(labelled, ModelVersion("v002", tmp_path, tmp_path / "m.pt", {})) == labelled
+
+
+def test_a_new_models_backbone_is_chosen_and_goes_to_fcn_train() -> None:
+    from fcn_studio.models.finetune_plan import BaseModel, make_plan
+    from fcn_studio.models.model_spec import BACKBONE_LABELS, ModelSpec, recommended_backbone
+    from training.model import BACKBONES
+
+    assert tuple(BACKBONE_LABELS) == tuple(BACKBONES)  # the core's list is the engine's
+    assert recommended_backbone(False) == "mobilenet_v3_large"
+    assert recommended_backbone(True) == "vgg16"
+
+    def args(base: BaseModel, backbone: str | None) -> list[str]:
+        plan = make_plan(fp.FinetuneOptions(backbone=backbone, epochs=1), labelled=["a", "b"],
+                         split_of=lambda i: "train", base=base, class_names=["bg", "x"])
+        return plan.train_args()
+
+    new = args(BaseModel.imagenet(), "mobilenet_v3_large")
+    assert new[new.index("--backbone") + 1] == "mobilenet_v3_large"
+    assert "--backbone" not in args(BaseModel.imagenet(), None)  # VGG16: the engine's default
+    trained = BaseModel.file("/runs/best.pt", ["bg", "x"], parent="v003")
+    assert "--backbone" not in args(trained, "mobilenet_v3_large")  # its own, from its file
+    # The base "current" of an untrained model keeps that model's backbone.
+    spec = ModelSpec.untrained(["bg", "x"], "resnet50")
+    base = fp.base_model("current", current=None, spec=spec)
+    assert base.init == "scratch" and base.backbone == "resnet50"
+    with pytest.raises(fp.PlanError, match="unknown backbone"):
+        BaseModel.scratch().with_backbone("resnet18")
+
+
+def test_model_specs_name_and_identify_their_backbone() -> None:
+    from fcn_studio.models.model_spec import ModelId, ModelSpec
+
+    vgg = ModelSpec.untrained(["bg", "x"])
+    light = ModelSpec.untrained(["bg", "x"], "mobilenet_v3_large")
+    assert "MobileNetV3-Large" in light.description and "VGG16" in vgg.description
+    assert light.identity() != vgg.identity()
+    # VGG16's id is the one stored before backbones could be chosen.
+    assert vgg.identity() == ModelId.of_classes("untrained", ("bg", "x"))
+    assert ModelSpec.imagenet(["bg"], "googlenet").is_new and not ModelSpec.file(
+        "/m.pt", ["bg"]).is_new
+    with pytest.raises(ValueError, match="unknown backbone"):
+        ModelSpec.untrained(["bg"], "resnet18")

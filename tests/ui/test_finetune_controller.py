@@ -87,6 +87,7 @@ class FakeLabelling:
     project: Project | None
     spec: ModelSpec | None = None
     model: Any = None
+    new_backbone: str = "vgg16"
     flushed: int = 0
     models_set: list[ModelSpec] = field(default_factory=list)
 

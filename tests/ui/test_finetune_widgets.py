@@ -420,3 +420,20 @@ def test_a_long_run_sets_a_coarse_epoch_axis_quickly(qtbot) -> None:
     panel.on_started({"epochs": 100_000, "total": 100_000, "iters_per_epoch": 1})
     assert panel.miou_x.tickInterval() >= 10_000
     assert panel.miou_x.max() >= 100_000
+
+
+def test_the_backbone_is_chosen_for_a_new_network_only(qtbot) -> None:
+    dialog = make_dialog(qtbot, devices=["cpu"], backbone="vgg16")
+    assert not dialog.backbone_combo.isEnabled()  # the current version keeps its own
+    assert dialog.options().backbone is None and "own" in dialog.backbone_note.text()
+    dialog.base_combo.setCurrentIndex(dialog.base_combo.findData("imagenet"))
+    combo = dialog.backbone_combo
+    assert combo.isEnabled() and combo.currentData() == "vgg16"
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert "mobilenet_v3_large" in names and "alexnet" in names and "googlenet" in names
+    assert "recommended here" in combo.itemText(names.index("mobilenet_v3_large"))  # a CPU
+    combo.setCurrentIndex(names.index("mobilenet_v3_large"))
+    assert dialog.options().backbone == "mobilenet_v3_large"
+    assert "CPU" in dialog.backbone_note.text()
+    gpu = make_dialog(qtbot, devices=["cpu", "cuda"])
+    assert "recommended here" in gpu.backbone_combo.itemText(gpu.backbone_combo.findData("vgg16"))

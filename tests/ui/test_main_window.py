@@ -238,3 +238,28 @@ def test_background_fine_tune_menu_sets_and_remembers_the_count(
     # Saving a label is what asks the fine-tune controller (six saved labels here: not 25).
     with qtbot.assertNotEmitted(window.finetune.autoStarted, wait=50):
         window.controller.labelSaved.emit("street_01")
+
+
+def test_the_backbone_of_new_models_is_chosen_in_the_model_menu(
+        qtbot, project: Path, messages, isolated_settings) -> None:
+    w = MainWindow(isolated_settings, device="cpu")
+    qtbot.addWidget(w)
+    menu = next(a.menu() for a in w.menus["Model"].actions()
+                if a.menu() is not None and "Backbone" in a.text())
+    acts = {a.data(): a for a in menu.actions()}
+    assert list(acts) == ["vgg16", "vgg16_bn", "alexnet", "googlenet", "mobilenet_v3_large",
+                          "resnet50"]
+    # On a CPU the light backbone is recommended and is the default for new models.
+    assert acts["mobilenet_v3_large"].isChecked() and "recommended" in acts[
+        "mobilenet_v3_large"].text()
+    assert w.controller.new_backbone == "mobilenet_v3_large"
+    with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000) as got:
+        assert w.ops.open_project(project, model=ModelSpec.untrained(CLASS_NAMES, "vgg16"))
+    assert got.args[0].backbone == "vgg16"
+    # Choosing another rebuilds a model without trained weights on it, and says so.
+    with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000) as got:
+        acts["googlenet"].trigger()
+    assert got.args[0].backbone == "googlenet" and got.args[0].spec.kind == "untrained"
+    assert "GoogLeNet" in w.status.model_label.text()
+    assert isolated_settings.value("new_model_backbone") == "googlenet"
+    w.controller.shutdown()

@@ -1,4 +1,4 @@
-"""Getting the ImageNet VGG16 weights: a dialog with size, progress, cancel and
+"""Getting a backbone's ImageNet weights: a dialog with size, progress, cancel and
 checksum when online; offline, the exact file and folder to put it in."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressDialog, QWidget
+
+from ...models.model_spec import BACKBONE_LABELS
 
 
 class _Relay(QObject):
@@ -25,7 +27,8 @@ def ensure_imagenet_weights(parent: QWidget, backbone: str = "vgg16") -> bool:
     where = Path(info["path"])
     answer = QMessageBox.question(
         parent, "ImageNet weights",
-        f"The FCN-8s backbone needs the ImageNet VGG16 weights ({info['size_mb']:.0f} MB), "
+        f"The FCN-8s backbone needs the ImageNet {BACKBONE_LABELS.get(backbone, backbone)} "
+        f"weights ({info['size_mb']:.0f} MB), "
         f"downloaded once into\n{where.parent}\n\nDownload now?")
     if answer != QMessageBox.StandardButton.Yes:
         return False

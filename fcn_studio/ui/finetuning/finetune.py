@@ -39,6 +39,8 @@ class Labelling(Protocol):
     project: Project | None
     spec: ModelSpec | None
 
+    new_backbone: str  # the backbone of a new model
+
     @property
     def model(self) -> Any: ...  # ModelInfo | None: device, class_names
 
@@ -127,11 +129,15 @@ class FinetuneController(QObject):
         labelled = self._labelled()
         cur = self.store.current()
         train, val = fp.split(labelled, lambda i: p.entry(i).split)
+        current = self.base("current")
         dlg = FinetuneDialog(self.prompter.parent_widget,
                              current_version=cur.id if cur else None, labelled=len(labelled),
                              class_names=list(p.classes.names),
-                             base_classes=_listed(self.base("current").class_names),
-                             devices=self.devices(), project_split=(len(train), len(val)))
+                             base_classes=_listed(current.class_names),
+                             devices=self.devices(), project_split=(len(train), len(val)),
+                             backbone=current.backbone if current.is_new
+                             else self.labelling.new_backbone,
+                             current_is_new=current.is_new)
         if dlg.exec():
             self.start(dlg.options())
 
@@ -175,7 +181,8 @@ class FinetuneController(QObject):
         except PlanError as exc:
             self._say(auto, "warn", str(exc))
             return False
-        if not auto and plan.base.needs_imagenet_weights and not self._imagenet_weights():
+        if (not auto and plan.base.needs_imagenet_weights
+                and not self._imagenet_weights(plan.base.backbone)):
             return False
         # plan.warnings() are shown as notes in the training panel (runStarted), never as
         # boxes: a one-click start must start.
@@ -197,11 +204,11 @@ class FinetuneController(QObject):
                                  "saved labels (View > Panels > Training shows it).")
         return True
 
-    def _imagenet_weights(self) -> bool:
+    def _imagenet_weights(self, backbone: str) -> bool:
         from .downloads import ensure_imagenet_weights
 
         parent = self.prompter.parent_widget
-        return parent is not None and ensure_imagenet_weights(parent)
+        return parent is not None and ensure_imagenet_weights(parent, backbone)
 
     # -- finishing --------------------------------------------------------------------------
     def _on_finished(self, result: dict[str, Any]) -> None:
@@ -297,7 +304,8 @@ class FinetuneController(QObject):
             self.prompter.error("Models", f"Could not delete {v.id}: {exc}")
         else:
             if in_use:
-                self.labelling.set_model(startup_spec(p), refresh_all=True)
+                self.labelling.set_model(startup_spec(p, self.labelling.new_backbone),
+                                         refresh_all=True)
         self.versionsChanged.emit()
 
     # -- beyond one machine ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -42,7 +43,14 @@ from ...models.finetune_plan import (
     class_mismatch,
     default_epochs,
     default_options,
+    has_accelerator,
     n_val_for,
+)
+from ...models.model_spec import (
+    BACKBONE_LABELS,
+    BACKBONE_NOTES,
+    DEFAULT_BACKBONE,
+    recommended_backbone,
 )
 from ..icons import icon
 
@@ -76,9 +84,13 @@ class FinetuneDialog(QDialog):
         devices: list[str],
         read_classes: ClassReader | None = None,
         project_split: tuple[int, int] | None = None,
+        backbone: str = DEFAULT_BACKBONE,
+        current_is_new: bool = False,
     ) -> None:
         """``base_classes``: the current model's classes; ``read_classes`` gives a file's;
-        ``project_split``: (training, validation) images of the project's split lists."""
+        ``project_split``: (training, validation) images of the project's split lists;
+        ``backbone``: the backbone a new model gets; ``current_is_new``: the current
+        model has no trained weights yet (its backbone can still be chosen)."""
         super().__init__(parent)
         self.setWindowTitle("Fine-tune the model")
         self.setWindowIcon(icon("finetune"))
@@ -108,6 +120,19 @@ class FinetuneDialog(QDialog):
         file_row.addWidget(self.file_button)
         self.file_row = QWidget()
         self.file_row.setLayout(file_row)
+
+        # A new network's backbone: for ImageNet, or a current model without training.
+        self._current_is_new = current_is_new
+        recommended = recommended_backbone(has_accelerator(devices))
+        self.backbone_combo = QComboBox()
+        for name, label in BACKBONE_LABELS.items():
+            text = f"{label} (recommended here)" if name == recommended else label
+            self.backbone_combo.addItem(text, name)
+            self.backbone_combo.setItemData(self.backbone_combo.count() - 1,
+                                            BACKBONE_NOTES[name], Qt.ItemDataRole.ToolTipRole)
+        self.backbone_combo.setCurrentIndex(max(0, self.backbone_combo.findData(backbone)))
+        self.backbone_note = QLabel()
+        self.backbone_note.setWordWrap(True)
 
         self.epochs_radio = QRadioButton("Epochs")
         self.time_radio = QRadioButton("Time budget")
@@ -178,6 +203,8 @@ class FinetuneDialog(QDialog):
         form = QFormLayout()
         form.addRow("Base model:", self.base_combo)
         form.addRow("", self.file_row)
+        form.addRow("Backbone:", self.backbone_combo)
+        form.addRow("", self.backbone_note)
         form.addRow("Duration:", duration)
         form.addRow("Learning rate:", self.lr_combo)
         form.addRow("Device:", self.device_combo)
@@ -193,6 +220,7 @@ class FinetuneDialog(QDialog):
         self._base_index = self.base_combo.currentIndex()
         self.base_combo.currentIndexChanged.connect(self._on_base)
         self.file_button.clicked.connect(self._choose_file)
+        self.backbone_combo.currentIndexChanged.connect(self._update)
         self._duration.buttonToggled.connect(self._update)
         self.val_spin.valueChanged.connect(self._update)
         self.project_split_check.toggled.connect(self._update)
@@ -212,6 +240,11 @@ class FinetuneDialog(QDialog):
         if kind == "current":
             return self._base_classes
         return self._file_classes if kind == "file" else None
+
+    def backbone_choosable(self) -> bool:
+        """Whether the run builds a new network (ImageNet, or an untrained current one)."""
+        kind = self.base_combo.currentData()
+        return kind == "imagenet" or (kind == "current" and self._current_is_new)
 
     def mismatch(self) -> str | None:
         return class_mismatch(self.chosen_base_classes(), self._class_names)
@@ -246,6 +279,7 @@ class FinetuneDialog(QDialog):
             device=str(self.device_combo.currentData()),
             val_share=None if self.uses_project_split() else self.val_spin.value() / 100,
             reinit_classes=bool(self.mismatch()) and self.reinit_check.isChecked(),
+            backbone=str(self.backbone_combo.currentData()) if self.backbone_choosable() else None,
         )
 
     def accept(self) -> None:
@@ -275,6 +309,11 @@ class FinetuneDialog(QDialog):
 
     def _update(self) -> None:
         self.file_row.setVisible(self.base_combo.currentData() == "file")
+        choosable = self.backbone_choosable()
+        self.backbone_combo.setEnabled(choosable)
+        self.backbone_note.setText(BACKBONE_NOTES[str(self.backbone_combo.currentData())]
+                                   if choosable else "The base model's own (it has trained "
+                                   "weights).")
         self.epochs_spin.setEnabled(self.epochs_radio.isChecked())
         self.minutes_spin.setEnabled(self.time_radio.isChecked())
         self.val_spin.setEnabled(not self.uses_project_split())

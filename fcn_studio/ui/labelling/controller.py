@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ...models.model_spec import ModelSpec
+from ...models.model_spec import DEFAULT_BACKBONE, ModelSpec
 from ...project import prediction_store
 from ...project.image_cache import ImageCache
 from ...project.project import Project
@@ -45,6 +45,7 @@ class Controller(QObject):
         self._pending_spec: ModelSpec | None = None
         self._refresh_all = False
         self.auto_apply = True  # a new image starts from the model's prediction
+        self.new_backbone = DEFAULT_BACKBONE  # of a project's new model (Model > Backbone)
         self.saver = BackgroundSaver(self)
         self.saver.saved.connect(self._on_saved)
         self.saver.failed.connect(self._on_save_failed)
@@ -144,8 +145,10 @@ class Controller(QObject):
             self.set_model(self.spec)
         elif failed is None or failed.kind != "untrained":
             kind = "untrained" if failed is not None and failed.kind == "imagenet" else "imagenet"
-            self.set_model(ModelSpec.untrained(names) if kind == "untrained"
-                           else ModelSpec.imagenet(names))
+            # A new model keeps the backbone asked for (ImageNet missing: the same, untrained).
+            backbone = failed.backbone if failed is not None and failed.is_new else self.new_backbone
+            self.set_model(ModelSpec.untrained(names, backbone) if kind == "untrained"
+                           else ModelSpec.imagenet(names, backbone))
 
     def _on_model_failed(self, spec: ModelSpec, text: str) -> None:
         if spec != self._pending_spec or self.project is None:

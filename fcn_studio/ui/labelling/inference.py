@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ...models.model_spec import ModelId, ModelSpec
+from ...models.model_spec import BACKBONE_LABELS, ModelId, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class ModelInfo:
     class_names: tuple[str, ...]
     device: str
     spec: ModelSpec | None = None  # what was asked for
+    backbone: str = "vgg16"  # of the loaded network (a version's own, from its checkpoint)
 
     @property
     def version(self) -> str:
@@ -96,12 +97,13 @@ def _build_predictor(spec: ModelSpec, device: str) -> Any:
         from training.errors import WeightsUnavailableError
         from training.weights import imagenet_weights_info
 
-        info = imagenet_weights_info()
+        info = imagenet_weights_info(spec.backbone)
         if not info["cached"]:
-            # Never a silent 528 MB download on a background thread: the Model menu
-            # downloads with a progress dialog the person can cancel.
+            # Never a silent download of hundreds of MB on a background thread: the Model
+            # menu downloads with a progress dialog the person can cancel.
             raise WeightsUnavailableError(
-                f"the ImageNet VGG16 weights are not downloaded yet ({info['filename']}, "
+                f"the ImageNet {BACKBONE_LABELS[spec.backbone]} weights are not downloaded "
+                f"yet ({info['filename']}, "
                 f"{info['size_mb']:.0f} MB, expected in {info['folder']}). Use Model > "
                 "ImageNet FCN-8s to download them, or put the file there by hand.")
     if spec.kind == "untrained":
@@ -112,9 +114,11 @@ def _build_predictor(spec: ModelSpec, device: str) -> Any:
         seed = int(spec.identity().key[:8], 16)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return Predictor(fresh_model(list(spec.class_names), "scratch", progress=False), device)
+            return Predictor(fresh_model(list(spec.class_names), "scratch", backbone=spec.backbone,
+                                         progress=False), device)
     if spec.kind == "imagenet":
-        return Predictor(fresh_model(list(spec.class_names), "imagenet", progress=False), device)
+        return Predictor(fresh_model(list(spec.class_names), "imagenet", backbone=spec.backbone,
+                                     progress=False), device)
     return Predictor.load(spec.path, device, classes=list(spec.class_names), at_once=spec.at_once)
 
 
@@ -307,7 +311,8 @@ class InferenceWorker(QObject):
             return
         self._predictor, self._model_id = predictor, model_id
         self._info = ModelInfo(model_id, spec.description, tuple(predictor.class_names),
-                               str(predictor.device), spec)
+                               str(predictor.device), spec,
+                               backbone=predictor.loaded.config.backbone)
         self._new_learner(carry_labels=spec.class_names == tuple(predictor.class_names))
         self._restore_head()
         self.statusChanged.emit("")

@@ -94,7 +94,7 @@ class ProjectOps(QObject):
                 return False
         self.c.set_project(project)
         self.settings.add_recent(project.root)
-        self.c.set_model(model or startup_spec(project))
+        self.c.set_model(model or startup_spec(project, self.c.new_backbone))
         # The image shown last time, else the first one that can be read (unreadable
         # ones are marked in the list).
         for image_id in self._opening_order(self.c.neighbours(+1)):  # the list's order
@@ -247,8 +247,10 @@ class ProjectOps(QObject):
         if self.c.project is not None:
             from ..finetuning.downloads import ensure_imagenet_weights
 
-            if self.parent_widget is not None and ensure_imagenet_weights(self.parent_widget):
-                self.c.set_model(ModelSpec.imagenet(self.c.project.classes.names))
+            backbone = self.c.new_backbone
+            if self.parent_widget is not None and ensure_imagenet_weights(self.parent_widget,
+                                                                          backbone):
+                self.c.set_model(ModelSpec.imagenet(self.c.project.classes.names, backbone))
 
     def import_model_dialog(self) -> None:
         if self.c.project is None:
