@@ -221,6 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "measured as the base of the ratios)")
     p.add_argument("--train-size", type=int, default=None,
                    help="square training input of the --backbones table (default: 320 CPU, 512 CUDA)")
+    p.add_argument("--formats", action="store_true",
+                   help="instead: channels_last and bf16 autocast against fp32 (forward ms at "
+                        "500x375 and argmax agreement), to see whether they pay on this device")
+    p.add_argument("--checkpoint", type=Path,
+                   help="the model --formats compares (default: a new FCN-8s with random "
+                        "score layers); a trained one shows the agreement that matters")
+    p.add_argument("--backbone", default="vgg16", choices=BACKBONES,
+                   help="backbone of the new model --formats uses without --checkpoint")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -231,6 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cuda:
         torch.backends.cudnn.benchmark = True
     n = args.classes
+    if args.formats:
+        from .bench_formats import bench_formats, format_table
+
+        formats = bench_formats(device, checkpoint=args.checkpoint, backbone=args.backbone,
+                                classes=n, repeats=args.repeats or (50 if cuda else 3),
+                                images=args.images)
+        if args.json:
+            print(json.dumps({"device": describe_device(device), "torch": torch.__version__,
+                              "formats": [r.to_dict() for r in formats]}))
+        else:
+            print(f"device: {describe_device(device)}, torch {torch.__version__}\n"
+                  + format_table(formats))
+        return 0
     if args.backbones:
         train_size = args.train_size or (512 if cuda else 320)
         rows = bench_backbones(args.backbones, device, n, args.repeats or (50 if cuda else 3),
