@@ -1,9 +1,10 @@
 """Plot fcn-simulate runs: correction effort per image, one line per learning mode.
 
-    python scripts/plot_simulation.py OUT.png off.jsonl instant.jsonl both.jsonl ...
+    python scripts/plot_simulation.py OUT.png off.jsonl instant.jsonl "light, both=b.jsonl" ...
 
 Each input is the ``--json`` output of one ``fcn-simulate`` run; its summary line
-gives the mode and the effort per image. Drawn with Pillow alone (no plotting
+gives the mode and the effort per image. ``LABEL=FILE`` names a line (default: the
+mode); runs of the same mode get their mode's colour in a darker shade. Drawn with Pillow alone (no plotting
 library among the dependencies): thin lines per image, thick lines per block.
 """
 
@@ -17,8 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 COLOURS = {"off": (120, 120, 120), "instant": (31, 119, 180), "finetune": (214, 120, 40),
            "both": (44, 160, 44)}
-W, H = 960, 520
-LEFT, RIGHT, TOP, BOTTOM = 70, 190, 40, 60
+W, H = 1040, 520
+LEFT, RIGHT, TOP, BOTTOM = 70, 290, 40, 60
 
 
 def read_summary(path: Path) -> dict:
@@ -65,8 +66,12 @@ def plot(out: Path, runs: list[dict], title: str) -> None:
     d.text(((x0 + x1) / 2, H - 22), "image in labelling order", fill="black", font=font, anchor="mm")
     d.text((x0 - 8, y1 - 14), "effort", fill="black", font=font, anchor="rm")
     d.text(((x0 + x1) / 2, 16), title, fill="black", font=font, anchor="mm")
+    seen: dict[str, int] = {}
     for j, r in enumerate(runs):
         colour = COLOURS.get(r["learn"], (0, 0, 0))
+        shade = seen.get(r["learn"], 0)
+        seen[r["learn"]] = shade + 1
+        colour = tuple(int(c * 0.55 ** shade) for c in colour)
         pts = [(px(i), py(e)) for i, e in enumerate(r["effort"])]
         faint = tuple(int(c + (255 - c) * 0.6) for c in colour)
         d.line(pts, fill=faint, width=1)
@@ -76,8 +81,8 @@ def plot(out: Path, runs: list[dict], title: str) -> None:
             d.line([(px(a), py(e)), (px(z), py(e))], fill=colour, width=4)
         y = TOP + 10 + 24 * j
         d.line([(x1 + 20, y), (x1 + 50, y)], fill=colour, width=4)
-        d.text((x1 + 58, y), f"{r['learn']} ({r['mean_effort'] * 100:.0f}%)", fill="black",
-               font=font, anchor="lm")
+        d.text((x1 + 58, y), f"{r.get('label') or r['learn']} ({r['mean_effort'] * 100:.0f}%)",
+               fill="black", font=font, anchor="lm")
     d.text((x1 + 20, TOP + 10 + 24 * len(runs)), "thick: mean per block", fill=(90, 90, 90),
            font=small, anchor="lm")
     img.save(out)
@@ -87,8 +92,11 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__)
         return 2
-    out, files = Path(argv[0]), [Path(a) for a in argv[1:]]
-    runs = [read_summary(f) for f in files]
+    out = Path(argv[0])
+    runs = []
+    for arg in argv[1:]:
+        label, _, name = arg.rpartition("=")
+        runs.append({**read_summary(Path(name)), "label": label})
     plot(out, runs, "Correction effort per image, camvid-mini, untrained FCN-8s, 2-core CPU")
     print(f"wrote {out}")
     return 0
