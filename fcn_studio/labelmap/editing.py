@@ -1,4 +1,4 @@
-"""Label-map editing: brush strokes, flood fill, polygon fill, eyedropper, class remap.
+"""Label-map editing: brush strokes, flood fill, polygon fill, eyedropper.
 
 Pure numpy, no Qt: the canvas translates mouse events into these calls and
 wraps each returned :class:`~fcn_studio.labelmap.history.Delta` in a ``QUndoCommand``.
@@ -14,7 +14,7 @@ Points outside the image are clipped, never an error.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,7 +33,6 @@ from fcn_studio.labelmap.geometry import (
     union_box,
 )
 from fcn_studio.labelmap.history import Delta
-from training.palette import VOID
 
 Label = npt.NDArray[np.uint8]
 
@@ -256,21 +255,3 @@ def pick(label: Label, x: float, y: float) -> int:
     if not (0 <= row < h and 0 <= col < w):
         raise IndexError(f"({x}, {y}) is outside the {w} x {h} image")
     return int(label[row, col])
-
-
-def remap_classes(label: Label, mapping: Mapping[int, int]) -> Label:
-    """A new label map with values renumbered by ``mapping`` (unmapped ones kept).
-
-    For deleting or reordering classes: e.g. delete class 3 of 5 with
-    ``{3: 0, 4: 3}``. Void (255) always stays 255; mapping a class *to* 255
-    is allowed. Whole-image work, meant for rare edits; wrap the result with
-    :func:`fcn_studio.labelmap.history.delta_between` to make it undoable.
-    """
-    _check_label(label)
-    table = np.arange(256, dtype=np.uint8)
-    for src, dst in mapping.items():
-        src, dst = _check_value(src), _check_value(dst)
-        if src == VOID and dst != VOID:
-            raise ValueError("void (255) cannot be remapped")
-        table[src] = dst
-    return table[label]

@@ -129,7 +129,7 @@ def _readme(summary: str, gpus_per_node: int, nodes: int, has_base: bool) -> str
 
 
 def _labelled(project: Any) -> list[str]:
-    return [i for i in project.ids if project.state_of(i) in ("saved", "corrected")
+    return [i for i in project.ids if project.state_of(i) == "saved"
             and project.label_path(i).is_file()]
 
 

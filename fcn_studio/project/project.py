@@ -45,10 +45,9 @@ from .project_state import (
     scan_images,
 )
 
-State = Literal["new", "predicted", "corrected", "saved"]
+State = Literal["new", "predicted", "saved"]
 NEW: Final = "new"  # no prediction, no label
 PREDICTED: Final = "predicted"  # a model prediction is stored, nobody corrected it yet
-CORRECTED: Final = "corrected"  # edited in the app, not saved yet (in memory only)
 SAVED: Final = "saved"  # a label exists in SegmentationClass
 
 STATE_FILE: Final = "state.json"
@@ -108,7 +107,6 @@ class Project:
         self._lock = threading.RLock()
         self._labelled = file_stems(root / voc.LABELS_DIR, ".png")
         self._predicted = file_stems(self.predictions_dir, ".png")
-        self._corrected: set[str] = set()
         self._errors: dict[str, str] = {}
         self._state = ProjectState.load(self.app_dir / STATE_FILE)
         self._splits = SplitLists(root)
@@ -253,8 +251,6 @@ class Project:
         return self._state_of(image_id)
 
     def _state_of(self, image_id: str) -> State:
-        if image_id in self._corrected:
-            return CORRECTED
         if image_id in self._labelled:
             return SAVED
         return PREDICTED if image_id in self._predicted else NEW
@@ -278,12 +274,6 @@ class Project:
         self.image_path(image_id)
         with self._lock:
             self._errors[image_id] = reason
-
-    def mark_corrected(self, image_id: str, corrected: bool = True) -> None:
-        """Set (or clear) "edited in the app but not saved"; kept in memory only."""
-        self.image_path(image_id)
-        with self._lock:
-            (self._corrected.add if corrected else self._corrected.discard)(image_id)
 
     @property
     def history(self) -> list[HistoryItem]:
@@ -372,7 +362,6 @@ class Project:
         _write(lambda: voc.write_label(path, label), path)
         with self._lock:
             self._labelled.add(image_id)
-            self._corrected.discard(image_id)
             stamp = now_iso()
             rec = self._state.record(image_id)
             rec.correction_effort, rec.saved_at = effort, stamp

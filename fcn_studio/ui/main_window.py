@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 from ..models.model_spec import (
     BACKBONE_LABELS,
     IMAGENET_DOWNLOAD_MB,
-    ModelSpec,
     likely_accelerator,
     recommended_backbone,
 )
@@ -619,9 +618,6 @@ class MainWindow(QMainWindow):
         self.ops.release_lock()
         self.controller.shutdown()
         event.accept()
-
-    def start_model(self, spec: ModelSpec) -> None:
-        self.controller.set_model(spec)
 
     def save_layout(self) -> None:
         """Remember the dock layout, and the window's size and place for this screen."""

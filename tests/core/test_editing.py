@@ -17,7 +17,6 @@ from fcn_studio.labelmap.editing import (
     fill_polygon,
     flood_fill,
     pick,
-    remap_classes,
 )
 from fcn_studio.labelmap.geometry import connected_region, polygon_mask
 from fcn_studio.labelmap.history import Delta
@@ -331,15 +330,6 @@ def test_pick() -> None:
     for x, y in [(-0.5, 0), (4, 0), (0, 3)]:
         with pytest.raises(IndexError):
             pick(label, x, y)
-
-
-def test_remap_keeps_void_and_maps_classes() -> None:
-    label = np.array([[0, 1, 2, 3, 255]], np.uint8)
-    out = remap_classes(label, {3: 0, 2: 255, 1: 2})
-    assert out.tolist() == [[0, 2, 255, 0, 255]]
-    assert label.tolist() == [[0, 1, 2, 3, 255]]  # input untouched
-    with pytest.raises(ValueError):
-        remap_classes(label, {255: 0})
 
 
 def test_core_modules_import_neither_qt_nor_torch() -> None:

@@ -190,13 +190,9 @@ def test_states(tmp_path: Path) -> None:
     assert p.state_of(ids[0]) == "new"
     p.save_prediction(ids[0], _label(1), "v1", 0.25)
     assert p.state_of(ids[0]) == "predicted"
-    p.mark_corrected(ids[0])
-    assert p.state_of(ids[0]) == "corrected"
     p.save_label(ids[0], _label(2))
-    assert p.state_of(ids[0]) == "saved"
-    p.mark_corrected(ids[0])  # edited again after saving
-    assert p.state_of(ids[0]) == "corrected"
-    p.mark_corrected(ids[0], False)
+    # Unsaved edits are the labelling session's to know (fcn_studio.session), not the
+    # project's: on disk an image is new, predicted or saved.
     assert p.state_of(ids[0]) == "saved"
     with pytest.raises(KeyError):
         p.entry("nope")
@@ -272,7 +268,6 @@ def test_failed_label_write_is_a_data_error_and_changes_nothing(
     # The same path as a read-only folder, reached even when running as root.
     ids = _voc(tmp_path, n=2, labelled=0, lists=False)
     p = Project.open(tmp_path)
-    p.mark_corrected(ids[0])
 
     def refuse(path: Path, _writer: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
@@ -280,7 +275,7 @@ def test_failed_label_write_is_a_data_error_and_changes_nothing(
     monkeypatch.setattr(voc, "atomic_save", refuse)
     with pytest.raises(DataError, match=rf"{ids[0]}\.png.*Permission denied"):
         p.save_label(ids[0], _label())
-    assert p.state_of(ids[0]) == "corrected" and p.history == []
+    assert p.state_of(ids[0]) == "new" and p.history == []
     assert p.entry(ids[0]).split is None
     assert not (tmp_path / "ImageSets").exists() and not (tmp_path / ".fcn_studio").exists()
 

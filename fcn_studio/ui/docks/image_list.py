@@ -2,7 +2,8 @@
 
 Data comes from a duck-typed project: ``project.ids`` (a sequence of str) and
 ``project.entry(id)`` with ``id``, ``image_path``, ``state`` ("new", "predicted",
-"corrected", "saved"), ``error``, ``correction_effort`` and ``mean_uncertainty``.
+"saved"), ``error``, ``correction_effort`` and ``mean_uncertainty``; unsaved edits
+come from the labelling sessions through ``set_dirty``.
 
 Setting a project reads ``project.ids`` and nothing else: entries are fetched
 when a row is painted (and cached until ``refresh_entry``), thumbnails when a
@@ -45,7 +46,7 @@ from .thumbnails import THUMB_SIZE, BadgeDelegate, ThumbnailCache
 Index = QModelIndex | QPersistentModelIndex
 
 STATE_FILTERS: Final[tuple[str, ...]] = (
-    "all", "new", "predicted", "corrected", "saved", "unreadable", "unsaved changes",
+    "all", "new", "predicted", "saved", "unreadable", "unsaved changes",
 )
 ID_ROLE: Final[int] = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE: Final[int] = Qt.ItemDataRole.UserRole + 2

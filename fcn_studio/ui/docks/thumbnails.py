@@ -241,7 +241,6 @@ BADGES: Final[dict[str, tuple[str, str]]] = {
     # state -> (colour, letter); the letter keeps the badge readable without colour.
     "new": ("#9e9e9e", "N"),
     "predicted": ("#1e88e5", "P"),
-    "corrected": ("#fb8c00", "C"),
     "saved": ("#43a047", "S"),
     "error": ("#e53935", "!"),
 }
