@@ -17,8 +17,10 @@ from training.train_config import TrainConfig
 
 def main() -> None:
     data, out = sys.argv[1], sys.argv[2]
-    cfg = TrainConfig(data=data, out=out, init="scratch", fc_channels=64, iters=3, batch_size=1, crop=48,
-                      workers=0, device="cpu", json=True)
+    backbone = sys.argv[3] if len(sys.argv) > 3 else "vgg16"
+    fc = 64 if backbone.startswith("vgg") else 4096  # fc6/fc7 exist only on VGG (and AlexNet)
+    cfg = TrainConfig(data=data, out=out, init="scratch", backbone=backbone, fc_channels=fc,
+                      iters=3, batch_size=1, crop=48, workers=0, device="cpu", json=True)
     info = dist_utils.init_distributed("cpu")
     try:
         rc = Trainer(cfg, Reporter(True, enabled=info.is_main), info)
@@ -29,7 +31,7 @@ def main() -> None:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         Path(out, f"rank{info.rank}.json").write_text(json.dumps(
             {"rc": code, "digest": digest.hexdigest(), "world": info.world_size,
-             "conv1": float(rc.model.conv1_1.weight.double().sum())}))
+             "conv1": float(next(rc.model.parameters()).double().sum())}))
     finally:
         dist_utils.cleanup(info)
     torch.set_num_threads(1)

@@ -186,6 +186,22 @@ def test_ddp_two_cpu_processes_end_identical(voc: Path, tmp_path: Path) -> None:
     assert load_model(run / "last.pt").meta["iteration"] == 3
 
 
+@pytest.mark.slow
+def test_ddp_with_a_batchnorm_backbone_ends_identical(voc: Path, tmp_path: Path) -> None:
+    # MobileNetV3: BatchNorm statistics too must agree across ranks (DDP broadcasts them).
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "engine" / "ddp_probe.py"), str(voc), str(run), "mobilenet_v3_large"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (json.loads((run / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["rc"] == r1["rc"] == 0 and r0["world"] == 2
+    assert r0["digest"] == r1["digest"]
+    loaded = load_model(run / "last.pt")
+    assert loaded.config.backbone == "mobilenet_v3_large" and loaded.meta["iteration"] == 3
+
+
 def test_id_lists_and_validation_before_training(voc: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "t.txt").write_text("img000\nimg001\n")
     (tmp_path / "v.txt").write_text("img005\n")
