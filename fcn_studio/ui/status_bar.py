@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 from .canvas.canvas_tools import brush_width_px
 
+SHRINKABLE_MIN_WIDTH = 40  # px
 PROBLEM_CHARS = 90  # longer first lines are cut; the tooltip has the whole text
 
 
@@ -45,11 +46,16 @@ class StatusBar(QStatusBar):
         for widget in (self.alert_label, self.training_progress, self.cursor_label,
                        self.brush_label, self.zoom_label, self.model_label, self.weights_link):
             self.addPermanentWidget(widget)
+        # Texts whose length varies (a model's name, a problem) may be cut short rather than
+        # widen the window past the screen; their tooltips keep the whole text.
+        for label in (self.worker_label, self.alert_label, self.model_label, self.weights_link):
+            label.setMinimumWidth(SHRINKABLE_MIN_WIDTH)
 
     def show_model(self, description: str, device: str, version: str,
                    class_names: list[str]) -> None:
         self.model_label.setText(f"Model: {description} ({device})")
-        self.model_label.setToolTip(f"version {version}\nclasses: {', '.join(class_names)}")
+        self.model_label.setToolTip(f"{description} ({device})\nversion {version}\n"
+                                    f"classes: {', '.join(class_names)}")
 
     def show_untrained_link(self, shown: bool, backbone: str = "VGG16", size_mb: int = 528) -> None:
         """The model is untrained for want of ``backbone``'s ImageNet weights: a link to

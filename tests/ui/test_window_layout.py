@@ -278,3 +278,16 @@ def test_the_side_panels_narrow_to_the_default_side_width(qtbot, isolated_settin
     w = _window(qtbot, isolated_settings, QRect(0, 0, 1280, 720))
     for dock in (w.images_dock, w.classes_dock):
         assert dock.widget().minimumSizeHint().width() <= SIDE_PANEL_MIN, dock.windowTitle()
+
+
+def test_long_status_texts_never_widen_the_window_past_the_screen(qtbot, isolated_settings) -> None:
+    # Seen under Xvfb at 1600x1000: a long model name and the download link made the status
+    # bar's minimum wider than the window, which grew 110 px past the screen.
+    w = _window(qtbot, isolated_settings, QRect(0, 0, 1280, 720))
+    w.status.show_model("project model v012 + head learned from 123 images, a long name " * 3,
+                        "MobileNetV3-Large, cpu", "v012", ["a"])
+    w.status.show_untrained_link(True, "MobileNetV3-Large", 21)
+    w.status.show_problem("Prediction failed for street_03b: " + "x" * 300)
+    assert w.status.minimumSizeHint().width() <= 1280 - 16
+    assert w.minimumSizeHint().width() <= 1280 - 16
+    assert "a long name" in w.status.model_label.toolTip()
