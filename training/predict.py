@@ -32,6 +32,14 @@ UNCERTAINTY_KINDS: tuple[str, ...] = ("entropy", "margin")
 CHANNELS_LAST_DEVICES = ("cuda", "cpu")
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy`` without its warning on read-only arrays (the app's image cache
+    hands those out): such an array is copied, which costs far less than a forward."""
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        array = array.copy()
+    return torch.from_numpy(array)
+
+
 @dataclass
 class Prediction:
     """One image's result. ``label``: H x W uint8 class ids.
@@ -230,7 +238,7 @@ class Predictor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 image, got {image.shape} {image.dtype}")
         small = self.network_input(image)
-        x = self._normalised(torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None])
+        x = self._normalised(_tensor(small).permute(2, 0, 1)[None])
         h, w = small.shape[:2]
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             taps = self.model.features(x)
@@ -254,7 +262,7 @@ class Predictor:
     def _predict_huge(self, img: np.ndarray, want_probs: bool, uncertainty: str | None) -> Prediction:
         h, w = img.shape[:2]
         if self.huge == "tile":
-            tensor = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0)
+            tensor = _tensor(img).permute(2, 0, 1).unsqueeze(0)
             return self._finish(self._tiled_probs(tensor), want_probs, uncertainty)
         scale = self.tile_size / max(h, w)
         small = np.array(  # a writable copy: torch.from_numpy needs one

@@ -114,3 +114,23 @@ def test_predict_cli_missing_input(tmp_path: Path, ckpt_path: Path, capsys) -> N
     rc = predict_main([str(ckpt_path), str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_read_only_images_predict_without_a_warning() -> None:
+    # The app's image cache hands out read-only arrays; torch.from_numpy warned on each.
+    import warnings
+
+    from training.model_init import fresh_model
+    from training.predict import Predictor
+
+    p = Predictor(fresh_model(["a", "b"], "scratch", backbone="mobilenet_v3_large",
+                              progress=False), "cpu", tile_size=64)
+    small, big = np.zeros((40, 60, 3), np.uint8), np.zeros((90, 120, 3), np.uint8)
+    for image in (small, big):
+        image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prediction, feats = p.predict_with_features(small, "bb")
+        tiled = p.predict(big)  # beyond tile_size: predicted in tiles
+    assert prediction.label.shape == (40, 60) and tiled.label.shape == (90, 120)
+    assert feats.size == (40, 60)
