@@ -45,9 +45,10 @@ class PaddedToCrop:
         return out_img, out_lab
 
 
-def timed_run(root: Path, out: Path, iters: int) -> float:
+def timed_run(root: Path, out: Path, iters: int, backbone: str = "vgg16") -> float:
     cfg = TrainConfig(data=str(root), out=str(out), init="scratch", iters=iters, batch_size=4,
-                      crop=320, workers=0, device="cpu", json=True)
+                      crop=320, workers=0, device="cpu", json=True, backbone=backbone,
+                      no_resume_state=True, save_dtype="float16")  # as the app's runs
     sink = io.StringIO()
     t = time.perf_counter()
     code = run_training(cfg, Reporter(True, out=sink, err=sink))
@@ -60,6 +61,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iters", type=int, default=60)
     p.add_argument("--size", default="120x90")
+    p.add_argument("--backbone", default="vgg16")
     p.add_argument("--baseline-iters", type=int, default=None,
                    help="iterations of the padded baseline (default --iters); its time is "
                         "scaled to --iters, for a baseline too slow to run in full")
@@ -69,14 +71,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         write_voc(root, n=13, n_val=1, h=h, w=w)  # 12 training frames
-        capped = timed_run(root, Path(tmp) / "capped", args.iters)
+        capped = timed_run(root, Path(tmp) / "capped", args.iters, args.backbone)
         original = train_module.train_transform
         train_module.train_transform = lambda crop, **kw: PaddedToCrop(crop, **kw)  # type: ignore
         try:
-            padded = timed_run(root, Path(tmp) / "padded", base_iters) * args.iters / base_iters
+            padded = (timed_run(root, Path(tmp) / "padded", base_iters, args.backbone)
+                      * args.iters / base_iters)
         finally:
             train_module.train_transform = original
-    print(f"{args.iters} iterations, batch 4, crop 320, 12 frames {w}x{h}, CPU")
+    print(f"{args.iters} iterations, FCN-8s/{args.backbone}, batch 4, crop 320, 12 frames "
+          f"{w}x{h}, CPU")
     print(f"  crops capped at the image:       {capped:7.1f} s")
     scaled = "" if base_iters == args.iters else f" (from {base_iters} iterations, scaled)"
     print(f"  crops padded to 320 (baseline):  {padded:7.1f} s   -> x{padded / capped:.1f} faster"
