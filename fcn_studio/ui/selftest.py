@@ -133,6 +133,7 @@ def step_load_model(ctx: Context) -> str:
     from training.predict import Predictor
     from training.weights import imagenet_weights_info
 
+    from ..models.model_spec import BACKBONE_LABELS
     from ..resources import sample_project_source
 
     project = sample_project_source()
@@ -142,10 +143,13 @@ def step_load_model(ctx: Context) -> str:
     predictor = Predictor(loaded, "cpu")
     ctx.values["predictor"] = predictor
     arch = loaded.config.arch.replace("fcn", "FCN-", 1)
-    try:
-        info = imagenet_weights_info()
-        weights = ("ImageNet VGG16 weights cached" if info["cached"] else
-                   "ImageNet VGG16 weights not cached: downloaded on the first fine-tune")
+    cached = []
+    try:  # the backbones a new model starts from: VGG16 on a GPU, MobileNetV3 on a CPU
+        for backbone in ("vgg16", "mobilenet_v3_large"):
+            info = imagenet_weights_info(backbone)
+            state = "cached" if info["cached"] else "not cached (downloaded when first used)"
+            cached.append(f"ImageNet {BACKBONE_LABELS[backbone]} weights {state}")
+        weights = "; ".join(cached)
     except Exception as exc:  # noqa: BLE001 (informative only)
         weights = f"ImageNet weights info unavailable ({exc})"
     return f"{arch} (untrained, {len(names)} classes) on {predictor.device}; {weights}"
