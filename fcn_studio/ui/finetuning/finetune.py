@@ -68,6 +68,10 @@ class FinetuneController(QObject):
         self.auto_after = 0
         """Start a run by itself once this many new labels are saved (0: never)."""
         self._auto_hold = 0  # after a background run that failed: labels to wait for first
+        # The newest version, read once per change of the versions (every change here
+        # emits versionsChanged), not from disk at every save.
+        self._newest: tuple[ModelVersion | None] | None = None
+        self.versionsChanged.connect(self._forget_newest)
         # Importing a run copies its checkpoint (hundreds of MB): off the GUI thread.
         self.background = BackgroundWorker("finetune-io", self)
         self.background.done.connect(self._on_imported)
@@ -152,10 +156,15 @@ class FinetuneController(QObject):
         newest version's run. It uses the one-click defaults and never asks anything."""
         if not self.auto_after or self.store is None or self.job.is_running():
             return
+        if self._newest is None:
+            self._newest = (self.store.latest(),)
         labelled = self._labelled()
-        fresh = fp.new_labels(labelled, self.store.latest())
+        fresh = fp.new_labels(labelled, self._newest[0])
         if len(fresh) >= self.auto_after and len(labelled) >= self._auto_hold:
             self.start(FinetuneOptions(), auto=True)
+
+    def _forget_newest(self) -> None:
+        self._newest = None
 
     def _say(self, auto: bool, kind: str, text: str) -> None:
         """A message: the status bar for background runs, a box for the person's own."""
