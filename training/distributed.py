@@ -72,6 +72,15 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def from_main(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (a clock reading that must not differ)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float32, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

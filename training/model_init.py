@@ -15,6 +15,9 @@ from .model import FCN, ModelConfig, build_model, transfer_weights
 from .train_config import TrainConfig
 
 DEFAULT_ARCH = "fcn8s"
+# Checkpoint metadata: how the backbone started ("imagenet" or "scratch"), kept through
+# every run trained from it; it picks the default learning rate.
+BACKBONE_INIT = "backbone_init"
 
 
 def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = DEFAULT_ARCH,
@@ -45,7 +48,7 @@ def fresh_model(class_names: list[str], init: str = "imagenet", *, arch: str = D
         normalization = imagenet_normalization(backbone)
     return LoadedModel(model=model, class_names=list(class_names),
                        normalization=normalization, palette=palette_table(None, n),
-                       meta={"init": init}, source="new")
+                       meta={"init": init, BACKBONE_INIT: init}, source="new")
 
 
 def calibrate_batchnorm(model: FCN, size: int = 128) -> None:

@@ -53,7 +53,7 @@ class SimConfig:
     block: int = 10
     finetune_every: int = 10
     finetune_budget: float = 180.0
-    finetune_lr: float = 1e-4
+    finetune_lr: float | None = None  # None: fcn-train's default for the backbone's start
     learn_budget: float = 1.5
     learn_lr: float = 1e-3
     images: int | None = None
@@ -71,7 +71,7 @@ class SimConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("finetune_budget", "learn_budget", "finetune_lr", "learn_lr"):
             v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
+            if v is not None and not (math.isfinite(v) and v > 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive number, not {v}")
         if self.images is not None and self.images < 1:
             raise ValueError("--images must be at least 1")
@@ -266,6 +266,7 @@ class Simulator:
     def _finetune(self, learner, saved: list[str], reload):  # -> Predictor
         """The whole network on the saved images for the time budget, in this process."""
         from .checkpoint import load_model, make_checkpoint, save_checkpoint
+        from .model_init import BACKBONE_INIT
         from .predict import Predictor
         from .progress import Reporter
         from .train import run_training
@@ -278,8 +279,10 @@ class Simulator:
         t0 = time.perf_counter()
         loaded = learner.predictor.loaded
         start = run.parent / f"start-{k:02d}.pt"
+        lineage = loaded.meta.get(BACKBONE_INIT)  # picks the fine-tune's default rate
         save_checkpoint(start, make_checkpoint(learner.model, loaded.class_names, loaded.normalization,
-                                               palette=loaded.palette))
+                                               palette=loaded.palette,
+                                               extra={BACKBONE_INIT: lineage} if lineage else None))
         ids_file = run.parent / f"train-{k:02d}.txt"
         ids_file.write_text("\n".join(saved) + "\n", encoding="utf-8")
         tcfg = TrainConfig(data=str(self.work), out=str(run), init=str(start), train_list=str(ids_file),
@@ -325,6 +328,7 @@ def _human(record: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES
+    from .train_config import PRETRAINED_LR, SCRATCH_LR
 
     d = SimConfig(data="")
     p = argparse.ArgumentParser(
@@ -347,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune after every K saved images (finetune, both)")
     p.add_argument("--finetune-budget", type=float, default=d.finetune_budget, metavar="S",
                    help="seconds of training per fine-tune (default %(default)s)")
-    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr, help=argparse.SUPPRESS)
+    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
+                   help="base learning rate of the fine-tunes (default: fcn-train's, "
+                        f"{SCRATCH_LR:g} for a backbone that started from random weights, "
+                        f"else {PRETRAINED_LR:g})")
     p.add_argument("--learn-budget", type=float, default=d.learn_budget, metavar="S",
                    help="seconds of instant learning per save (default %(default)s, as the app)")
     p.add_argument("--learn-lr", type=float, default=d.learn_lr,

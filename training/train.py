@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,9 +50,9 @@ from .errors import CheckpointError, DataError, FCNError, TrainingDiverged
 from .images import read_image
 from .metrics import ConfusionMatrix
 from .model import FCN
-from .model_init import initial_model
+from .model_init import BACKBONE_INIT, initial_model
 from .progress import EtaEstimator, Reporter
-from .train_config import ResumeError, TrainConfig, merge_resume
+from .train_config import ResumeError, TrainConfig, default_lr, merge_resume
 from .transforms import eval_transform, train_transform
 
 VOID = 255
@@ -176,6 +176,7 @@ class RunState:
 
 def _param_groups(model: FCN, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Backbone at lr, score layers (zero-initialised) at lr x head_lr_mult; no decay on biases."""
+    assert cfg.lr is not None, "the trainer resolves a default --lr before building the optimizer"
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -193,17 +194,31 @@ def _param_groups(model: FCN, cfg: TrainConfig) -> list[dict[str, Any]]:
 def _optimizer(model: FCN, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = _param_groups(model, cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, momentum=cfg.momentum)  # each group has its lr
+    return torch.optim.AdamW(groups)
 
 
 def _lr_lambda(total: int, warmup: int):
-    def f(it: int) -> float:
+    """The rate's multiplier: a linear warm-up, then poly decay (power 0.9) over the run.
+
+    ``spent`` is the share of a time budget used so far: a run that ends at a time
+    limit decays over the budget, not over an iteration count it will never reach
+    (a fine-tune of "1000 epochs or 3 minutes" would otherwise train at full rate
+    to its last step, and short runs gain most from ending at a low rate).
+    """
+    def f(it: int, spent: float = 0.0) -> float:
         if warmup and it < warmup:
             return (it + 1) / warmup
-        return max(0.0, 1.0 - it / max(total, 1)) ** 0.9
+        return max(0.0, 1.0 - max(it / max(total, 1), spent)) ** 0.9
 
     return f
+
+
+def _follow_budget(optimizer: torch.optim.Optimizer, lr_at, iteration: int, spent: float) -> None:
+    """Set every group's rate for the next step from the budget spent (after the
+    iteration-based scheduler stepped)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * lr_at(iteration, min(spent, 1.0))
 
 
 def _place_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -614,6 +629,8 @@ class Trainer:
         extra = {"epoch": self.state.epoch, "iteration": self.state.iteration,
                  "train_ids": ids["train"], "val_ids": ids["val"],
                  "duration_s": round(self.state.elapsed, 2), "history": self.state.history}
+        if loaded.meta.get(BACKBONE_INIT):  # the backbone's start, down the line of runs
+            extra[BACKBONE_INIT] = loaded.meta[BACKBONE_INIT]
         ckpt = make_checkpoint(bare, loaded.class_names, loaded.normalization,
                                palette=loaded.palette, training=self.cfg.to_dict(),
                                metrics=metrics, parent=self.cfg.parent or loaded.meta.get("init"),
@@ -718,6 +735,8 @@ class Trainer:
         n = len(class_names)
         check_files(self.root, train_ids + val_ids, n)
         loaded, resume_state = self._load_start(class_names)
+        if cfg.lr is None:  # not given: by how the backbone started
+            cfg = self.cfg = replace(cfg, lr=default_lr(loaded.meta.get(BACKBONE_INIT)))
         if loaded.class_names != class_names:
             raise DataError(self.root, f"the dataset's classes {class_names} differ from the "
                                        f"model's {loaded.class_names}")
@@ -809,6 +828,11 @@ class Trainer:
                     optimizer.step()
                 scheduler.step()
                 self.state.iteration += 1
+                if cfg.time_limit is not None and cfg.time_limit > 0:
+                    # Rank 0's clock for all ranks: their rates must stay equal under DDP.
+                    spent = dist_utils.from_main(self._session_elapsed() / cfg.time_limit,
+                                                 info, self.device)
+                    _follow_budget(optimizer, lr_at, self.state.iteration, spent)
                 loss_sum += value
                 loss_n += 1
                 self.state.elapsed = time.monotonic() - t_start

@@ -31,7 +31,11 @@ from ..project.project_state import split_score
 from .model_spec import BACKBONE_LABELS, DEFAULT_BACKBONE, ModelSpec
 from .versions import ModelVersion, VersionStore
 
-DEFAULT_LR: Final[float] = 1e-4
+# The rates fcn-train picks when no --lr is given, by how the model's backbone started
+# (training.train_config.default_lr; a test keeps these equal): named here so the
+# window can explain "auto" without importing the engine.
+PRETRAINED_LR: Final[float] = 1e-4
+SCRATCH_LR: Final[float] = 1e-3
 CPU_BUDGET_S: Final[float] = 600.0
 """The one-click run on a CPU: a 10-minute time budget."""
 BUDGET_EPOCHS: Final[int] = 1000
@@ -74,7 +78,7 @@ class FinetuneOptions:
     epochs: int | None = None
     time_limit_s: float | None = None
     iters: int | None = None
-    lr: float = DEFAULT_LR
+    lr: float | None = None  # None: the engine's, by how the backbone started
     device: str = "auto"
     val_share: float | None = None
     reinit_classes: bool = False
@@ -120,7 +124,7 @@ def default_epochs(n_train: int) -> int:
 
 def default_options(current_version: str | None, devices: Sequence[str],
                     n_train: int = 1) -> FinetuneOptions:
-    """The one-click settings: the current model (else ImageNet), lr 1e-4, the project's
+    """The one-click settings: the current model (else ImageNet), the engine's rate, the project's
     split; on a GPU :func:`default_epochs`, on a CPU the 10-minute budget."""
     gpu = has_accelerator(devices)
     return FinetuneOptions(
@@ -326,8 +330,9 @@ class FinetunePlan:
         ``parent=""`` records no parent).
         ``workers`` None: the engine's default.
         """
-        args = ["--init", init or self.base.init, "--lr", f"{self.options.lr:g}",
-                "--device", device or self.options.device]
+        args = ["--init", init or self.base.init, "--device", device or self.options.device]
+        if self.options.lr is not None:
+            args += ["--lr", f"{self.options.lr:g}"]
         if self.base.is_new and self.base.backbone != DEFAULT_BACKBONE:
             args += ["--backbone", self.base.backbone]
         recorded = self.base.parent if parent is None else parent

@@ -135,6 +135,18 @@ def test_the_fcn_train_arguments_parse_as_planned(tmp_path: Path) -> None:
     assert "--val-before" not in plan(FinetuneOptions(val_share=0.0)).train_args()
 
 
+def test_the_default_rate_is_the_engines_by_the_backbones_start() -> None:
+    """No --lr: fcn-train picks it (1e-3 for a backbone that began as random weights,
+    1e-4 for ImageNet features); the rates the dialog names are the engine's."""
+    from training.train_config import PRETRAINED_LR, SCRATCH_LR, default_lr
+
+    assert "--lr" not in plan().train_args()
+    assert engine(train_argv("d", "r", plan().train_args())).lr is None
+    assert (fp.PRETRAINED_LR, fp.SCRATCH_LR) == (PRETRAINED_LR, SCRATCH_LR)
+    assert (default_lr("scratch"), default_lr("imagenet"), default_lr(None)) == (
+        SCRATCH_LR, PRETRAINED_LR, PRETRAINED_LR)
+
+
 def test_options_from_a_plain_dict() -> None:
     opts = FinetuneOptions.from_dict({"base": "imagenet", "epochs": None, "iters": 5,
                                       "extra_args": ["--crop", 64]})

@@ -77,6 +77,47 @@ def test_time_limit_then_resume(voc: Path, tmp_path: Path, capsys) -> None:
     assert load_model(run / "last.pt").meta["iteration"] == 4
 
 
+def test_time_budget_decays_the_rate(voc: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A run that ends at its time limit decays its rate over the budget (poly, power
+    0.9), not over an iteration count it never reaches: "1000 epochs or 20 s" is at a
+    quarter of its rate with 5 s left. The clock is the iteration count here (1 s each)."""
+    monkeypatch.setattr(train_module.Trainer, "_session_elapsed", lambda self: float(self.state.iteration))
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--epochs", "1000", "--time-limit", "20",
+                       "--lr", "1e-3", *FAST]) == 0
+    events = _events(capsys.readouterr().out)
+    lr = {e["iteration"]: e["lr"] for e in events if e["event"] == "progress"}
+    assert events[-1]["status"] == "time_limit" and max(lr) == 20
+    # Warm-up (10 iterations) first, then the rate for step k + 1 follows the time spent.
+    assert lr[4] == pytest.approx(1e-3 * 5 / 10)
+    for it in (12, 15, 19):
+        assert lr[it] == pytest.approx(1e-3 * (1 - it / 20) ** 0.9)
+    assert lr[20] == 0.0
+
+
+def test_the_default_rate_follows_how_the_backbone_started(voc: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    """Without --lr: random features learn at 1e-3, and so do the models trained from
+    them (the start is recorded down the line); a checkpoint that does not say how its
+    backbone started (an imported file, an older run) is fine-tuned at 1e-4."""
+    fast = [a for a in FAST if a not in ("--init", "scratch")]
+
+    def rate(run: Path, *init: str) -> float:
+        assert train_main([str(voc), "--out", str(run), "--iters", "1", *init, *fast]) == 0
+        capsys.readouterr()
+        return json.loads((run / "config.json").read_text())["lr"]
+
+    assert rate(tmp_path / "a", "--init", "scratch") == 1e-3
+    assert load_model(tmp_path / "a" / "last.pt").meta["backbone_init"] == "scratch"
+    assert rate(tmp_path / "b", "--init", str(tmp_path / "a" / "last.pt")) == 1e-3
+    assert load_model(tmp_path / "b" / "last.pt").meta["backbone_init"] == "scratch"
+    plain = tmp_path / "plain.pt"
+    save_checkpoint(plain, make_checkpoint(load_model(tmp_path / "a" / "last.pt").model,
+                                           CLASS_NAMES, preprocess.TORCHVISION))
+    assert rate(tmp_path / "c", "--init", str(plain)) == 1e-4
+    assert "backbone_init" not in load_model(tmp_path / "c" / "last.pt").meta
+
+
 def test_no_resume_state_writes_no_optimizer_state(voc: Path, tmp_path: Path, capsys) -> None:
     """The app's runs are never resumed: a stopped run keeps last.pt but no resume.pt."""
     run = tmp_path / "run"

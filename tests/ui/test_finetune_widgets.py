@@ -101,7 +101,9 @@ def test_duration_is_epochs_or_time_budget(qtbot) -> None:
     opts = dialog.options()
     assert (opts.lr, opts.device, opts.val_share) == (3e-4, "cpu", 0.35)
     assert [dialog.lr_combo.itemText(i) for i in range(dialog.lr_combo.count())] == [
-        "1e-5", "3e-5", "1e-4", "3e-4", "1e-3"]
+        "auto", "1e-5", "3e-5", "1e-4", "3e-4", "1e-3"]
+    dialog.lr_combo.setCurrentIndex(0)  # auto: the engine picks, by how the backbone started
+    assert dialog.options().lr is None
 
 
 def test_file_base_uses_the_picker_and_checks_its_classes(qtbot) -> None:

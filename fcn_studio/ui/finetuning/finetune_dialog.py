@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
 
 from ...models.finetune_plan import (
     CPU_BUDGET_S,
-    DEFAULT_LR,
     FEW_IMAGES,
+    PRETRAINED_LR,
+    SCRATCH_LR,
     FinetuneOptions,
     class_mismatch,
     default_epochs,
@@ -153,10 +154,13 @@ class FinetuneDialog(QDialog):
         duration.addStretch(1)
 
         self.lr_combo = QComboBox()
+        self.lr_combo.addItem("auto", None)  # the engine's choice, by how the backbone started
         for lr in LEARNING_RATES:
             self.lr_combo.addItem(f"{lr:.0e}".replace("e-0", "e-"), lr)
-        self.lr_combo.setCurrentIndex(LEARNING_RATES.index(DEFAULT_LR))
-        self.lr_combo.setToolTip("Lower keeps more of what the model knew; higher adapts faster")
+        self.lr_combo.setToolTip(
+            "Lower keeps more of what the model knew; higher adapts faster.\n"
+            f"auto: {PRETRAINED_LR:g} for a backbone that started from ImageNet weights, "
+            f"{SCRATCH_LR:g} for one that started from random weights")
 
         self.device_combo = QComboBox()
         auto = next((d for d in ("cuda", "mps") if any(x.startswith(d) for x in devices)), "cpu")
@@ -275,7 +279,7 @@ class FinetuneDialog(QDialog):
             base=self.base(),
             epochs=None if by_time else self.epochs_spin.value(),
             time_limit_s=self.minutes_spin.value() * 60.0 if by_time else None,
-            lr=float(self.lr_combo.currentData()),
+            lr=None if self.lr_combo.currentData() is None else float(self.lr_combo.currentData()),
             device=str(self.device_combo.currentData()),
             val_share=None if self.uses_project_split() else self.val_spin.value() / 100,
             reinit_classes=bool(self.mismatch()) and self.reinit_check.isChecked(),
