@@ -240,17 +240,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     n = args.classes
     if args.formats:
-        from .bench_formats import bench_formats, format_table
+        from .bench_formats import (
+            bench_formats,
+            bench_train_formats,
+            format_table,
+            format_train_table,
+        )
 
+        reps = args.repeats or (50 if cuda else 3)
         formats = bench_formats(device, checkpoint=args.checkpoint, backbone=args.backbone,
-                                classes=n, repeats=args.repeats or (50 if cuda else 3),
-                                images=args.images)
+                                classes=n, repeats=reps, images=args.images)
+        train_batch, step_size = args.train_batch or 4, (224, 288)
+        steps = bench_train_formats(device, checkpoint=args.checkpoint, backbone=args.backbone,
+                                    classes=n, repeats=reps, batch=train_batch, size=step_size)
         if args.json:
             print(json.dumps({"device": describe_device(device), "torch": torch.__version__,
-                              "formats": [r.to_dict() for r in formats]}))
+                              "formats": [r.to_dict() for r in formats],
+                              "training": [r.to_dict() for r in steps]}))
         else:
             print(f"device: {describe_device(device)}, torch {torch.__version__}\n"
-                  + format_table(formats))
+                  + format_table(formats) + "\n\n" + format_train_table(steps, train_batch, step_size))
         return 0
     if args.backbones:
         train_size = args.train_size or (512 if cuda else 320)

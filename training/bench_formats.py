@@ -134,6 +134,59 @@ def bench_formats(device: torch.device, *, checkpoint: Path | None = None,
     return rows
 
 
+@dataclass(frozen=True)
+class TrainFormatRow:
+    name: str
+    ms: float  # one training step (forward, backward, AdamW step)
+    speedup: float  # fp32's time / this one's
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ms": self.ms, "speedup": self.speedup}
+
+
+def bench_train_formats(device: torch.device, *, checkpoint: Path | None = None,
+                        backbone: str = "vgg16", classes: int = 21, repeats: int = 3,
+                        batch: int = 4, size: tuple[int, int] = (224, 288)) -> list[TrainFormatRow]:
+    """A training step in fp32 with contiguous tensors and with channels_last, each on
+    its own copy of the model (training changes the weights). The step's result is the
+    same maths in another memory layout, so only the time is compared; what pays for
+    prediction may not for training (on one 2-core CPU channels_last sped up
+    MobileNetV3's steps and slowed VGG16's)."""
+    import copy
+
+    from .bench import _time
+
+    loaded = _model(checkpoint, backbone, classes)
+    n = loaded.config.num_classes
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(batch, 3, *size, generator=gen).to(device)
+    y = torch.randint(0, n, (batch, *size), generator=gen).to(device)
+    rows: list[TrainFormatRow] = []
+    base_s = 0.0
+    for name, channels_last in (("fp32", False), ("channels_last", True)):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = copy.deepcopy(loaded.model).to(device).to(memory_format=fmt).train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+        x = x0.contiguous(memory_format=fmt)
+
+        def step(model=model, opt=opt, x=x) -> None:
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x).float(), y).backward()
+            opt.step()
+
+        seconds = _time(step, device, 1, repeats)
+        base_s = base_s or seconds
+        rows.append(TrainFormatRow(name, 1000 * seconds, base_s / seconds))
+    return rows
+
+
+def format_train_table(rows: list[TrainFormatRow], batch: int, size: tuple[int, int]) -> str:
+    lines = [f"{'training step':<22} {'ms':>11} {'vs fp32':>8}   (batch {batch}, {size[1]}x{size[0]})"]
+    for r in rows:
+        lines.append(f"{r.name:<22} {r.ms:11.0f} {f'x{r.speedup:.2f}':>8}")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[FormatRow]) -> str:
     lines = [f"{'variant':<22} {'forward ms':>11} {'vs fp32':>8} {'argmax agreement':>17}  worth it"]
     for r in rows:
