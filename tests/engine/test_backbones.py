@@ -369,3 +369,25 @@ def test_bench_table_across_backbones(capsys, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SystemExit):
         bench.main(["--backbones", "vgg19"])
     assert "vgg19: not a backbone" in capsys.readouterr().err
+
+
+def test_fc6_on_a_map_smaller_than_its_kernel_computes_the_same() -> None:
+    """pool5 of a small image is smaller than fc6's 7x7 kernel: padded_conv pads it (a
+    CPU backward 35x faster there) and must give the plain conv's outputs and gradients."""
+    from training.backbones import padded_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 7, padding=3)
+    for size in ((5, 6), (6, 9), (2, 2), (7, 7)):
+        x = torch.randn(2, 3, *size, requires_grad=True)
+        plain = conv(x)
+        (plain * torch.arange(plain.numel()).view_as(plain)).sum().backward()
+        grads = (x.grad.clone(), conv.weight.grad.clone())
+        x.grad, conv.weight.grad = None, None
+        out = padded_conv(conv, x)
+        assert out.shape == plain.shape
+        torch.testing.assert_close(out, plain)
+        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        torch.testing.assert_close(x.grad, grads[0])
+        torch.testing.assert_close(conv.weight.grad, grads[1], rtol=1e-4, atol=1e-3)
+        conv.weight.grad = None
