@@ -214,10 +214,10 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
-# Backbones whose training steps channels_last speeds up on a CPU, by `fcn-bench
-# --formats` (batch 4 at 288x224, one 2-core CPU): MobileNetV3-Large x1.38, GoogLeNet
-# x1.19; VGG16 was slower (x0.75), so it and the unmeasured ones stay contiguous. On
-# CUDA it always pays.
+# Backbones whose training steps channels_last speeds up on a CPU (batch 4 at 288x224,
+# one 2-core CPU; `fcn-bench --formats` times it): MobileNetV3-Large x1.26-1.38,
+# GoogLeNet x1.19; VGG16 was slower (x0.75), so it and the unmeasured ones stay
+# contiguous. On CUDA it always pays.
 CPU_CHANNELS_LAST_TRAINING: frozenset[str] = frozenset({"mobilenet_v3_large", "googlenet"})
 
 
