@@ -72,15 +72,19 @@ def bench_forward(model: FCN, device: torch.device, dtype: torch.dtype | None,
 
 
 def bench_train(model: FCN, device: torch.device, dtype: torch.dtype | None, batch: int,
-                size: int, warmup: int, repeats: int) -> float:
-    """Training images per second (forward, backward, optimizer step)."""
+                size: int | tuple[int, int], warmup: int, repeats: int,
+                channels_last: bool | None = None) -> float:
+    """Training images per second (forward, backward, optimizer step) on ``size``
+    (a side, or H x W) inputs; channels_last inputs on CUDA unless told otherwise
+    (the caller puts the model in the same layout)."""
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
-    x = torch.randn(batch, 3, size, size, device=device)
-    if device.type == "cuda":
+    hw = (size, size) if isinstance(size, int) else size
+    x = torch.randn(batch, 3, *hw, device=device)
+    if device.type == "cuda" if channels_last is None else channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     n = model.config.num_classes
-    y = torch.randint(0, n, (batch, size, size), device=device)
+    y = torch.randint(0, n, (batch, *hw), device=device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
     def step() -> None:

@@ -137,7 +137,7 @@ def bench_formats(device: torch.device, *, checkpoint: Path | None = None,
 @dataclass(frozen=True)
 class TrainFormatRow:
     name: str
-    ms: float  # one training step (forward, backward, AdamW step)
+    ms: float  # one training step (forward, backward, optimizer step)
     speedup: float  # fp32's time / this one's
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,27 +154,16 @@ def bench_train_formats(device: torch.device, *, checkpoint: Path | None = None,
     MobileNetV3's steps and slowed VGG16's)."""
     import copy
 
-    from .bench import _time
+    from .bench import bench_train
 
     loaded = _model(checkpoint, backbone, classes)
-    n = loaded.config.num_classes
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(batch, 3, *size, generator=gen).to(device)
-    y = torch.randint(0, n, (batch, *size), generator=gen).to(device)
     rows: list[TrainFormatRow] = []
     base_s = 0.0
     for name, channels_last in (("fp32", False), ("channels_last", True)):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        model = copy.deepcopy(loaded.model).to(device).to(memory_format=fmt).train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-        x = x0.contiguous(memory_format=fmt)
-
-        def step(model=model, opt=opt, x=x) -> None:
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x).float(), y).backward()
-            opt.step()
-
-        seconds = _time(step, device, 1, repeats)
+        model = copy.deepcopy(loaded.model).to(device).to(memory_format=fmt)
+        seconds = batch / bench_train(model, device, None, batch, size, 1, repeats,
+                                      channels_last=channels_last)
         base_s = base_s or seconds
         rows.append(TrainFormatRow(name, 1000 * seconds, base_s / seconds))
     return rows
