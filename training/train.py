@@ -51,6 +51,7 @@ from .images import read_image
 from .metrics import ConfusionMatrix
 from .model import FCN
 from .model_init import BACKBONE_INIT, initial_model
+from .optim import follow_budget, lr_multiplier, make_optimizer, place_schedule
 from .progress import EtaEstimator, Reporter
 from .train_config import ResumeError, TrainConfig, default_lr, merge_resume
 from .transforms import eval_transform, train_transform
@@ -174,46 +175,6 @@ class RunState:
     elapsed: float = 0.0  # seconds of training before this process (resume)
 
 
-def _param_groups(model: FCN, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Backbone at lr, score layers (zero-initialised) at lr x head_lr_mult; no decay on biases."""
-    assert cfg.lr is not None, "the trainer resolves a default --lr before building the optimizer"
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue  # frozen bilinear upsampling
-        head = name.startswith(("score", "upscore"))
-        decay = p.ndim > 1
-        groups.setdefault((head, decay), []).append(p)
-    return [
-        {"params": ps, "lr": cfg.lr * (cfg.head_lr_mult if head else 1.0),
-         "weight_decay": cfg.weight_decay if decay else 0.0}
-        for (head, decay), ps in groups.items()
-    ]
-
-
-def _optimizer(model: FCN, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=cfg.momentum)  # each group has its lr
-    return torch.optim.AdamW(groups)
-
-
-def _lr_lambda(total: int, warmup: int):
-    """The rate's multiplier: a linear warm-up, then poly decay (power 0.9) over the run.
-
-    ``spent`` is the share of a time budget used so far: a run that ends at a time
-    limit decays over the budget, not over an iteration count it will never reach
-    (a fine-tune of "1000 epochs or 3 minutes" would otherwise train at full rate
-    to its last step, and short runs gain most from ending at a low rate).
-    """
-    def f(it: int, spent: float = 0.0) -> float:
-        if warmup and it < warmup:
-            return (it + 1) / warmup
-        return max(0.0, 1.0 - max(it / max(total, 1), spent)) ** 0.9
-
-    return f
-
-
 # Backbones whose training steps channels_last speeds up on a CPU (batch 4 at 288x224,
 # one 2-core CPU; `fcn-bench --formats` times it): MobileNetV3-Large x1.26-1.38,
 # GoogLeNet x1.19; VGG16 was slower (x0.75), so it and the unmeasured ones stay
@@ -223,25 +184,6 @@ CPU_CHANNELS_LAST_TRAINING: frozenset[str] = frozenset({"mobilenet_v3_large", "g
 
 def trains_channels_last(device: torch.device, backbone: str) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and backbone in CPU_CHANNELS_LAST_TRAINING)
-
-
-def _follow_budget(optimizer: torch.optim.Optimizer, lr_at, iteration: int, spent: float) -> None:
-    """Set every group's rate for the next step from the budget spent (after the
-    iteration-based scheduler stepped)."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * lr_at(iteration, min(spent, 1.0))
-
-
-def _place_schedule(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                    base_lrs: list[float], lr_at, iteration: int) -> None:
-    """Put the schedule at ``iteration`` with these base rates (a resumed run's --lr and
-    length apply from here on, not only from the next restart)."""
-    scheduler.base_lrs = list(base_lrs)
-    scheduler.last_epoch = iteration
-    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-        group["initial_lr"] = base
-        group["lr"] = base * lr_at(iteration)
-    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]  # what get_last_lr() reports
 
 
 def _split_ids(root: Path, split: str) -> list[str]:
@@ -601,7 +543,7 @@ class Trainer:
                 f"{self.out} is already at iteration {self.state.iteration} of {total}"
                 f"{finished}: nothing to resume. To train on, give a larger --iters or "
                 f"--epochs with --resume, or start a new run with --init {last}")
-        _place_schedule(optimizer, scheduler, bases, lr_at, self.state.iteration)
+        place_schedule(optimizer, scheduler, bases, lr_at, self.state.iteration)
 
     def _loaders(self, train_ids: list[str], val_ids: list[str], n: int):
         cfg = self.cfg
@@ -761,8 +703,8 @@ class Trainer:
         per_epoch = len(train_loader)
         total = cfg.iters if cfg.iters else cfg.epochs * per_epoch
         epochs = math.ceil(total / per_epoch)
-        optimizer = _optimizer(bare, cfg)
-        lr_at = _lr_lambda(total, cfg.warmup_iters)
+        optimizer = make_optimizer(bare, cfg)
+        lr_at = lr_multiplier(total, cfg.warmup_iters)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
         scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         if cfg.resume:
@@ -845,7 +787,7 @@ class Trainer:
                     # Rank 0's clock for all ranks: their rates must stay equal under DDP.
                     spent = dist_utils.from_main(self._session_elapsed() / cfg.time_limit,
                                                  info, self.device)
-                    _follow_budget(optimizer, lr_at, self.state.iteration, spent)
+                    follow_budget(optimizer, lr_at, self.state.iteration, spent)
                 loss_sum += value
                 loss_n += 1
                 self.state.elapsed = time.monotonic() - t_start
