@@ -57,6 +57,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -67,23 +68,47 @@ VGG16_BLOCKS: Final = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (
 """Output channels of each 3x3 conv, per block; a 2x2 max-pool ends every block."""
 
 
-def padded_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+def small_input_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``conv(x)`` for a zero-padded conv (fc6: 7x7, padding 3) whose input may be smaller
     than its kernel, as pool5 of a small image is.
 
     PyTorch's CPU backward for a 512->4096 7x7 conv on a 6x8 map took 78 s, against
     2.2 s on 7x9 (one 2-core CPU; 5x5: 22 s against 1.8 s): fine-tuning VGG16 on frames
-    under 224 pixels high spent nearly all its time there. An input smaller than the
-    kernel is therefore padded with zeros at the bottom and right up to the kernel's
-    size, and the output cropped back. The numbers are the same: the added rows and
-    columns are zeros where the conv's own padding already read zeros, and the outputs
-    that see them are cropped off.
+    under 224 pixels high spent nearly all its time there. On a CPU such a conv runs as
+    one matrix product over the unfolded input instead (fc6 forward and backward on a
+    3x4 map: 1.3 s against 2.5 s padded, 2x2: 0.5 s against 2.3 s), elsewhere on the
+    input padded with zeros at the bottom and right up to the kernel's size, the output
+    cropped back. Both give the plain conv's numbers: the padded rows and columns are
+    zeros where the conv's own padding already read zeros, and the outputs that see
+    them are cropped off.
     """
     kh, kw = conv.kernel_size
     h, w = x.shape[-2:]
     if conv.padding == (0, 0) or (h >= kh and w >= kw):  # a valid conv needs its size
         return conv(x)
+    if (x.device.type == "cpu" and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and conv.groups == 1 and isinstance(conv.padding, tuple)):
+        return conv_as_matmul(conv, x)
+    return padded_to_kernel(conv, x)
+
+
+def padded_to_kernel(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` on ``x`` zero-padded at the bottom and right up to the kernel's size."""
+    kh, kw = conv.kernel_size
+    h, w = x.shape[-2:]
     return conv(F.pad(x, (0, max(0, kw - w), 0, max(0, kh - h))))[..., :h, :w]
+
+
+def conv_as_matmul(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` (stride 1, no dilation or groups) as unfold + one matrix product."""
+    n, _, h, w = x.shape
+    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    cols = F.unfold(x, (kh, kw), padding=(ph, pw))  # n x (c * kh * kw) x (ho * wo)
+    rows = cols.transpose(1, 2).reshape(n * ho * wo, -1)
+    weight = conv.weight.reshape(conv.out_channels, -1).t()
+    out = rows @ weight if conv.bias is None else torch.addmm(conv.bias, rows, weight)
+    return out.view(n, ho, wo, conv.out_channels).permute(0, 3, 1, 2)
 
 
 class Backbone:
@@ -164,7 +189,7 @@ class VGG16(Backbone):
             h = F.max_pool2d(h, 2, 2, ceil_mode=True)  # 1/2, 1/4, 1/8, 1/16, 1/32
             if f"pool{b}" in taps:
                 out[f"pool{b}"] = h
-        h = net.drop6(F.relu(padded_conv(net.fc6, h), inplace=True))
+        h = net.drop6(F.relu(small_input_conv(net.fc6, h), inplace=True))
         out["fc7"] = net.drop7(F.relu(net.fc7(h), inplace=True))
         return out
 

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed as dist_utils
@@ -44,7 +44,7 @@ from .checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from .dataset import SegmentationDataset, collate_padded
+from .dataset import SegmentationDataset, SharedScaleBatches, collate_padded
 from .device import autocast_dtype, describe_device, resolve_device
 from .errors import CheckpointError, DataError, FCNError, TrainingDiverged
 from .images import read_image
@@ -557,11 +557,14 @@ class Trainer:
         g = torch.Generator()
         g.manual_seed(cfg.seed)
         per_rank = math.ceil(len(train_ds) / self.info.world_size)
+        batches = SharedScaleBatches(
+            sampler if sampler is not None else RandomSampler(train_ds, generator=g),
+            cfg.batch_size, drop_last=per_rank > cfg.batch_size,
+            scale_range=(cfg.scale_min, cfg.scale_max), seed=cfg.seed)
         train_loader = DataLoader(
-            train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-            num_workers=cfg.workers, collate_fn=collate_padded, generator=g,
-            drop_last=per_rank > cfg.batch_size, pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init, persistent_workers=cfg.workers > 0,
+            train_ds, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_padded,
+            generator=g, pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init,
+            persistent_workers=cfg.workers > 0,
         )
         shard = val_ids[self.info.rank :: self.info.world_size]
         val_loader = None

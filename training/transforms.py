@@ -42,6 +42,10 @@ class RandomScaleCrop:
     90 % void). Batches of unequal windows are padded together by
     ``collate_padded``. Only the source region under the window is resized, so a
     2x zoom of a 12 MP photo costs a crop-sized resize, not 48 MP.
+
+    ``scale`` given to a call is used instead of a random one: training draws one
+    scale per batch (``training.dataset.SharedScaleBatches``), so a batch of
+    same-size images is the same size and needs no padding.
     """
 
     def __init__(self, crop_size: int | tuple[int, int],
@@ -55,9 +59,12 @@ class RandomScaleCrop:
         self.crop = (int(ch), int(cw))
         self.scale_range = (float(lo), float(hi))
 
-    def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, image: Tensor, label: Tensor,
+                 scale: float | None = None) -> tuple[Tensor, Tensor]:
         h, w = label.shape[-2:]
-        s = _uniform(*self.scale_range)
+        s = _uniform(*self.scale_range) if scale is None else scale
+        if not s > 0:
+            raise ValueError(f"scale must be positive, not {s}")
         sh, sw = max(1, round(h * s)), max(1, round(w * s))
         ch, cw = min(self.crop[0], sh), min(self.crop[1], sw)
         top, left = _randint(0, sh - ch), _randint(0, sw - cw)  # window in scaled coordinates
@@ -106,6 +113,23 @@ class Compose:
         return image, label
 
 
+class TrainTransform:
+    """Random scale + crop, then the rest (flip, colour); the scale may be given per
+    call (one per batch), else each call draws its own."""
+
+    def __init__(self, scale_crop: RandomScaleCrop, rest: list[PairTransform]) -> None:
+        self.scale_crop = scale_crop
+        self.rest = Compose(rest)
+
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        return self.scale_crop.scale_range
+
+    def __call__(self, image: Tensor, label: Tensor,
+                 scale: float | None = None) -> tuple[Tensor, Tensor]:
+        return self.rest(*self.scale_crop(image, label, scale))
+
+
 class Identity:
     def __call__(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         return image, label
@@ -113,16 +137,16 @@ class Identity:
 
 def train_transform(crop_size: int | tuple[int, int],
                     scale_range: tuple[float, float] = (0.5, 2.0), hflip: bool = True,
-                    color_jitter: bool = True) -> PairTransform:
+                    color_jitter: bool = True) -> TrainTransform:
     """Random scale + crop (at most the scaled image), horizontal flip, colour jitter."""
-    steps: list[PairTransform] = [RandomScaleCrop(crop_size, scale_range)]
+    steps: list[PairTransform] = []
     if hflip:
         steps.append(RandomHorizontalFlip())
     if color_jitter:
         # After the crop, so the jitter only touches crop-sized images. No hue: it
         # costs an HSV round trip and road-scene classes are partly defined by colour.
         steps.append(ImageOnly(ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3)))
-    return Compose(steps)
+    return TrainTransform(RandomScaleCrop(crop_size, scale_range), steps)
 
 
 def eval_transform() -> PairTransform:

@@ -372,22 +372,27 @@ def test_bench_table_across_backbones(capsys, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_fc6_on_a_map_smaller_than_its_kernel_computes_the_same() -> None:
-    """pool5 of a small image is smaller than fc6's 7x7 kernel: padded_conv pads it (a
-    CPU backward 35x faster there) and must give the plain conv's outputs and gradients."""
-    from training.backbones import padded_conv
+    """pool5 of a small image is smaller than fc6's 7x7 kernel: small_input_conv computes
+    it another way (the CPU backward was 35x slower there) and must give the plain
+    conv's outputs and gradients, by either of its ways."""
+    from training.backbones import conv_as_matmul, padded_to_kernel, small_input_conv
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 5, 7, padding=3)
-    for size in ((5, 6), (6, 9), (2, 2), (7, 7)):
+    for size in ((5, 6), (6, 9), (2, 2), (1, 3), (7, 7)):
         x = torch.randn(2, 3, *size, requires_grad=True)
+        conv.zero_grad(set_to_none=True)
         plain = conv(x)
         (plain * torch.arange(plain.numel()).view_as(plain)).sum().backward()
-        grads = (x.grad.clone(), conv.weight.grad.clone())
-        x.grad, conv.weight.grad = None, None
-        out = padded_conv(conv, x)
-        assert out.shape == plain.shape
-        torch.testing.assert_close(out, plain)
-        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
-        torch.testing.assert_close(x.grad, grads[0])
-        torch.testing.assert_close(conv.weight.grad, grads[1], rtol=1e-4, atol=1e-3)
+        grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
+        for way in (small_input_conv, conv_as_matmul, padded_to_kernel):
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            out = way(conv, x)
+            assert out.shape == plain.shape
+            torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-4)
+            (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+            torch.testing.assert_close(x.grad, grads[0], rtol=1e-4, atol=1e-3)
+            torch.testing.assert_close(conv.weight.grad, grads[1], rtol=1e-4, atol=1e-3)
+            torch.testing.assert_close(conv.bias.grad, grads[2], rtol=1e-4, atol=1e-3)
         conv.weight.grad = None

@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from training import voc
-from training.dataset import SegmentationDataset, collate_padded
+from training.dataset import SegmentationDataset, SharedScaleBatches, collate_padded
 from training.errors import DataError, LabelError
 from training.transforms import RandomHorizontalFlip, eval_transform, train_transform
 
@@ -71,6 +71,19 @@ def test_a_crop_never_reaches_past_the_scaled_image() -> None:
         img, lab = train_transform(24, scale_range=(0.5, 1.5), color_jitter=False)(image, label)
         assert lab.shape[0] <= min(24, round(20 * 1.5)) and lab.shape[1] <= 24
         assert (lab == 3).all()
+
+
+def test_a_given_scale_sets_the_window() -> None:
+    image = torch.full((3, 20, 30), 77, dtype=torch.uint8)
+    label = torch.full((20, 30), 3, dtype=torch.uint8)
+    t = train_transform(40, scale_range=(0.5, 2.0), color_jitter=False)
+    for scale, shape in ((0.5, (10, 15)), (1.3, (26, 39)), (2.0, (40, 40))):  # 2.0: capped
+        for seed in range(3):  # the given scale, not a random one
+            torch.manual_seed(seed)
+            _img, lab = t(image, label, scale)
+            assert lab.shape == shape
+    with pytest.raises(ValueError, match="scale must be positive"):
+        t(image, label, 0.0)
 
 
 def test_values_only_from_the_input_set() -> None:
@@ -172,6 +185,48 @@ def test_collate_padded_shapes() -> None:
     assert (labels[0, :4, :6] == 0).all() and (labels[1, :7, :5] == 1).all()
     same = collate_padded([batch[0], batch[0]])
     assert same[0].shape == (2, 3, 4, 6)
+
+
+def test_shared_scale_batches_cover_the_epoch_with_one_scale_each() -> None:
+    sampler = list(range(10))
+    batches = list(SharedScaleBatches(sampler, 4, drop_last=False, scale_range=(0.5, 2.0),
+                                      seed=3))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert len(SharedScaleBatches(sampler, 4, False, (0.5, 2.0), 3)) == 3
+    assert [i for b in batches for i, _ in b] == sampler
+    scales = [b[0][1] for b in batches]
+    for b in batches:
+        assert len({s for _, s in b}) == 1  # one scale for the whole batch
+    assert all(0.5 <= s <= 2.0 for s in scales) and len(set(scales)) == 3
+    dropped = SharedScaleBatches(sampler, 4, drop_last=True, scale_range=(0.5, 2.0), seed=3)
+    assert [len(b) for b in dropped] == [4, 4] and len(dropped) == 2
+    # The same seed draws the same scales (every rank of a distributed run agrees);
+    # another seed draws others.
+    again = [b[0][1] for b in SharedScaleBatches(sampler, 4, False, (0.5, 2.0), seed=3)]
+    assert again == scales
+    other = [b[0][1] for b in SharedScaleBatches(sampler, 4, False, (0.5, 2.0), seed=4)]
+    assert other != scales
+    with pytest.raises(ValueError):
+        SharedScaleBatches(sampler, 0, False, (0.5, 2.0), 0)
+    with pytest.raises(ValueError):
+        SharedScaleBatches(sampler, 2, False, (2.0, 0.5), 0)
+
+
+def test_one_scale_per_batch_needs_no_padding(tmp_path: Path) -> None:
+    _write_dataset(tmp_path, [(16, 24)] * 6)  # every pixel labelled: void means padding
+    ds = SegmentationDataset(tmp_path, "train", 5,
+                             transform=train_transform(40, scale_range=(0.5, 1.5)))
+    def batches() -> SharedScaleBatches:
+        return SharedScaleBatches(list(range(6)), 3, False, (0.5, 1.5), seed=0)
+
+    loader = DataLoader(ds, batch_sampler=batches(), num_workers=0, collate_fn=collate_padded)
+    for (images, labels), batch in zip(loader, batches(), strict=True):
+        s = batch[0][1]
+        assert labels.shape == (3, round(16 * s), round(24 * s))
+        assert images.shape == (3, 3, *labels.shape[1:])
+        assert (labels != 255).all()
+    with pytest.raises(TypeError, match="takes none"):
+        SegmentationDataset(tmp_path, "train", 5)[(0, 1.0)]
 
 
 def test_dataloader_with_two_workers(tmp_path: Path) -> None:
