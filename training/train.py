@@ -377,6 +377,8 @@ class Trainer:
         self._log_file: TextIO | None = None
         self._log_failed = False
         self._kept: dict[str, Any] | None = None  # the newest last.pt on disk, if any
+        self._last_write: float | None = None  # monotonic time of the last checkpoint write
+        self._held_best: dict[str, Any] | None = None  # a better epoch not yet in best.pt
         self._t_session = time.monotonic()  # reset when training starts: --time-limit counts from there
 
     # -- events ---------------------------------------------------------------
@@ -575,35 +577,50 @@ class Trainer:
         return train_ds, sampler, train_loader, val_loader
 
     # -- checkpoints ---------------------------------------------------------------
-    def _save(self, bare: FCN, loaded: LoadedModel, optimizer, scheduler, scaler, best: bool,
-              metrics: dict[str, Any], ids: dict[str, list[str]], keep_resume: bool = True) -> None:
-        if not self.info.is_main:
-            return
+    def _save_due(self, ending: bool) -> bool:
+        """Whether this epoch writes its checkpoint: always at the end of the run (or a
+        stop) and the first time, else once --save-interval has passed since the last."""
+        if ending or self._last_write is None or self.cfg.save_interval <= 0:
+            return True
+        return time.monotonic() - self._last_write >= self.cfg.save_interval
+
+    def _checkpoint(self, bare: FCN, loaded: LoadedModel, metrics: dict[str, Any],
+                    ids: dict[str, list[str]]) -> dict[str, Any]:
+        """The model as it is now, as a checkpoint (a copy: training goes on)."""
         if not _weights_finite(bare):
             raise TrainingDiverged(f"the weights became non-finite by iteration "
                                    f"{self.state.iteration}; training stopped without saving "
                                    f"them. {self._kept_text()} Try a lower --lr.")
         extra = {"epoch": self.state.epoch, "iteration": self.state.iteration,
                  "train_ids": ids["train"], "val_ids": ids["val"],
-                 "duration_s": round(self.state.elapsed, 2), "history": self.state.history}
+                 "duration_s": round(self.state.elapsed, 2), "history": list(self.state.history)}
         if loaded.meta.get(BACKBONE_INIT):  # the backbone's start, down the line of runs
             extra[BACKBONE_INIT] = loaded.meta[BACKBONE_INIT]
-        ckpt = make_checkpoint(bare, loaded.class_names, loaded.normalization,
+        return make_checkpoint(bare, loaded.class_names, loaded.normalization,
                                palette=loaded.palette, training=self.cfg.to_dict(),
                                metrics=metrics, parent=self.cfg.parent or loaded.meta.get("init"),
                                extra=extra, weights_dtype=self.cfg.save_dtype)
+
+    def _save(self, bare: FCN, loaded: LoadedModel, optimizer, scheduler, scaler, best: bool,
+              metrics: dict[str, Any], ids: dict[str, list[str]], keep_resume: bool = True) -> None:
+        if not self.info.is_main:
+            return
+        ckpt = self._checkpoint(bare, loaded, metrics, ids)
         last = self.out / "last.pt"
         self._write(last, lambda: save_checkpoint(last, ckpt))
+        self._last_write = time.monotonic()
         self._kept = {"iteration": self.state.iteration, "epoch": self.state.epoch,
                       "train_loss": metrics.get("train_loss")}
         self.emit("checkpoint", kind="last", path=str(last),
                   epoch=self.state.epoch, iteration=self.state.iteration)
-        if best:
+        held, self._held_best = self._held_best, None
+        if best or held is not None:  # this epoch's, else a better one held since the last write
+            chosen = ckpt if best else held
+            assert chosen is not None
             path = self.out / "best.pt"
-            self._write(path, lambda: save_checkpoint(path, ckpt))
-            self.emit("checkpoint", kind="best", path=str(path),
-                      epoch=self.state.epoch, iteration=self.state.iteration,
-                      mean_iou=metrics.get("mean_iou"))
+            self._write(path, lambda: save_checkpoint(path, chosen))
+            self.emit("checkpoint", kind="best", path=str(path), epoch=chosen["epoch"],
+                      iteration=chosen["iteration"], mean_iou=chosen["metrics"].get("mean_iou"))
         resume = self.out / "resume.pt"
         if keep_resume and not self.cfg.no_resume_state:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -842,9 +859,14 @@ class Trainer:
             finished = status == "finished" and self.state.iteration >= total
             error: FCNError | None = None
             try:
-                self._save(bare, loaded, optimizer, scheduler, scaler,
-                           best=best or (no_val and finished), metrics=metrics, ids=ids,
-                           keep_resume=not finished)
+                if self._save_due(finished or status != "finished"):
+                    self._save(bare, loaded, optimizer, scheduler, scaler,
+                               best=best or (no_val and finished), metrics=metrics, ids=ids,
+                               keep_resume=not finished)
+                elif best:  # kept for best.pt at the next write; a copy, as training goes on
+                    held = self._checkpoint(bare, loaded, metrics, ids)
+                    held["state_dict"] = {k: v.clone() for k, v in held["state_dict"].items()}
+                    self._held_best = held
             except FCNError as exc:
                 error = exc
             # Only rank 0 saves; every rank stops with it instead of waiting at a barrier.

@@ -260,3 +260,46 @@ def test_id_lists_and_validation_before_training(voc: Path, tmp_path: Path, caps
     assert train_main([str(voc), "--out", str(tmp_path / "r2"), "--train-list",
                        str(tmp_path / "bad.txt"), *FAST]) == 2
     assert "bad.txt" in capsys.readouterr().err
+
+
+def test_save_interval_writes_less_and_best_pt_keeps_the_best_epoch(voc: Path, tmp_path: Path,
+                                                                      capsys, monkeypatch) -> None:
+    """With epochs shorter than --save-interval only the first epoch and the end write;
+    a better epoch in between is held and reaches best.pt at the next write, as it was."""
+    scores = iter([0.2, 0.6, 0.4, 0.3])  # epoch 2 is the best and falls between writes
+
+    class Scored:
+        def __init__(self, miou: float) -> None:
+            self.miou = miou
+
+        def scores(self):
+            return self
+
+        def to_dict(self) -> dict:
+            return {"mean_iou": self.miou}
+
+    monkeypatch.setattr(train_module, "evaluate_model", lambda *a, **k: Scored(next(scores)))
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--epochs", "4", "--save-interval", "3600",
+                       *FAST]) == 0
+    events = _events(capsys.readouterr().out)
+    written = [(e["kind"], e["iteration"]) for e in events if e["event"] == "checkpoint"]
+    # Epoch 1 writes last and best; the end writes last and the held epoch 2 as best.
+    assert written == [("last", 2), ("best", 2), ("last", 8), ("best", 4)]
+    best, last = load_model(run / "best.pt"), load_model(run / "last.pt")
+    assert best.meta["iteration"] == 4 and best.meta["metrics"]["mean_iou"] == 0.6
+    assert last.meta["iteration"] == 8 and len(last.meta["history"]) == 4
+    assert len(best.meta["history"]) == 2  # the history as it was at epoch 2
+    # A copy, not the live weights: training went on after epoch 2.
+    changed = [k for k, v in best.model.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, last.model.state_dict()[k])]
+    assert changed
+
+
+def test_save_interval_zero_writes_every_epoch(voc: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert train_main([str(voc), "--out", str(run), "--epochs", "3", "--save-interval", "0",
+                       *FAST]) == 0
+    events = _events(capsys.readouterr().out)
+    assert [e["iteration"] for e in events
+            if e["event"] == "checkpoint" and e["kind"] == "last"] == [2, 4, 6]

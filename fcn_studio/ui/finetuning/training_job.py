@@ -125,7 +125,8 @@ class TrainingJob(QObject):
             return
         self.cancel_requested = True
         if force or sys.platform == "win32":
-            # Windows has no SIGTERM for console children: last.pt is the last epoch's.
+            # Windows has no SIGTERM for console children: last.pt is the last write's
+            # (at most --save-interval, a minute by default, old).
             self._kill()
             return
         self._process.terminate()
