@@ -2,7 +2,8 @@
 
 Run folder: ``config.json`` (the full configuration), ``log.jsonl`` (every event),
 ``history.json`` (metrics per epoch), ``last.pt`` (the latest model, written at
-every epoch end and on a clean stop), ``best.pt`` (best validation mean IoU) and,
+epoch ends at most every ``--save-interval`` seconds, at the end and on a clean
+stop), ``best.pt`` (best validation mean IoU) and,
 while a run can still be resumed, ``resume.pt`` (optimizer and schedule state).
 Under ``torchrun`` the same command trains with DistributedDataParallel; rank 0
 alone writes files and events.
@@ -19,9 +20,7 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -53,6 +52,7 @@ from .model import FCN
 from .model_init import BACKBONE_INIT, initial_model
 from .optim import follow_budget, lr_multiplier, make_optimizer, place_schedule
 from .progress import EtaEstimator, Reporter
+from .stopping import StopFlag, StopRequested, batches, worker_init
 from .train_config import ResumeError, TrainConfig, default_lr, merge_resume
 from .transforms import eval_transform, train_transform
 
@@ -62,108 +62,10 @@ RUN_FILES = ("config.json", "last.pt", "best.pt", "resume.pt", "history.json", "
 # A mean per-pixel cross-entropy this large means the weights have blown up (guessing
 # uniformly over 255 classes costs 5.5): stop before such weights become a checkpoint.
 EXPLODED_LOSS = 1e4
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class CheckpointWriteError(CheckpointError):
     """A run file could not be written (full disk, read-only folder); the previous one is kept."""
-
-
-class StopRequested(BaseException):  # noqa: N818 - like KeyboardInterrupt: no handler eats it
-    """Raised by a stop signal inside :meth:`StopFlag.abandonable` work."""
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop polls it between iterations.
-
-    A CPU iteration of FCN-8s takes tens of seconds, so waiting for the one under
-    way made Cancel slow. Work that changes no weights (a forward and backward
-    pass, a validation) runs inside :meth:`abandonable`: a signal there raises
-    :class:`StopRequested` at once, and the run stops with the weights of the
-    last finished step. Only in a single process: under torchrun a rank that
-    left a backward pass would leave the others waiting in its all-reduce.
-    """
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.signal_name: str | None = None
-        self.can_abandon = True  # False under torchrun
-        self._abandonable = False
-        self._previous: dict[int, Any] = {}
-
-    @contextlib.contextmanager
-    def abandonable(self) -> Iterator[None]:
-        """Run the body unless a stop came; a stop during it raises StopRequested."""
-        if self.reason is not None and self.can_abandon:
-            raise StopRequested
-        self._abandonable = self.can_abandon
-        try:
-            yield
-        finally:
-            self._abandonable = False
-
-    def install(self) -> None:
-        for sig in _STOP_SIGNALS:
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. called from a test thread)
-                pass
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.reason = "cancelled"
-        self.signal_name = signal.Signals(signum).name
-        self.poll()
-
-    def poll(self, *_args: Any) -> None:
-        """A point where abandonable work may stop: raises StopRequested when a stop came.
-
-        Also a gradient hook on every parameter: a backward pass is one C++ call that
-        runs Python (and with it signal handlers) only in such hooks, on a CPU in the
-        main thread, so the stop ends it between layers rather than at its end.
-        """
-        if self._abandonable and self.reason is not None:
-            self._abandonable = False
-            raise StopRequested
-
-
-@contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back while data-loader workers start.
-
-    ``docker stop``, systemd and Slurm send SIGTERM to the whole process group, and
-    a worker killed by it crashes the run. Workers inherit this signal mask, so a
-    signal that arrives while one starts waits until its init function ignores it;
-    here the main process gets it as soon as the workers are up.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to fear
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _worker_init(_worker_id: int) -> None:
-    # Ctrl+C and SIGTERM reach the whole process group; only the main process decides
-    # to stop, then ends its workers itself.
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-
-
-def _batches(loader: DataLoader | list) -> Iterator[Any]:
-    """Iterate a loader whose workers (if it starts any now) survive a stop signal."""
-    with _stop_signals_blocked():
-        it = iter(loader)
-    yield from it
 
 
 @dataclass
@@ -342,7 +244,7 @@ def evaluate_model(model: torch.nn.Module, loader: DataLoader | list, num_classe
     """Confusion matrix over this rank's validation images, summed over all ranks."""
     model.eval()
     hist = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    for images, labels in _batches(loader):
+    for images, labels in batches(loader):
         x = loaded.normalization.apply(images.to(device))
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             pred = model(x).argmax(1)
@@ -565,7 +467,7 @@ class Trainer:
             scale_range=(cfg.scale_min, cfg.scale_max), seed=cfg.seed)
         train_loader = DataLoader(
             train_ds, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_padded,
-            generator=g, pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init,
+            generator=g, pin_memory=self.device.type == "cuda", worker_init_fn=worker_init,
             persistent_workers=cfg.workers > 0,
         )
         shard = val_ids[self.info.rank :: self.info.world_size]
@@ -573,7 +475,7 @@ class Trainer:
         if shard:
             val_ds = SegmentationDataset(self.root, shard, n, transform=eval_transform())
             val_loader = DataLoader(val_ds, batch_size=1, num_workers=min(cfg.workers, 1),
-                                    worker_init_fn=_worker_init)
+                                    worker_init_fn=worker_init)
         return train_ds, sampler, train_loader, val_loader
 
     # -- checkpoints ---------------------------------------------------------------
@@ -767,7 +669,7 @@ class Trainer:
                 sampler.set_epoch(epoch)
             model.train()
             loss_sum, loss_n, t_epoch = 0.0, 0, time.monotonic()
-            for images, labels in _batches(train_loader):
+            for images, labels in batches(train_loader):
                 x = loaded.normalization.apply(images.to(self.device, non_blocking=True))
                 if self._channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -17,7 +17,7 @@ from training import evaluate as evaluate_module
 from training import train as train_module
 from training.checkpoint import load_model
 from training.cli import train_main
-from training.train import StopFlag, StopRequested
+from training.stopping import StopFlag, StopRequested
 
 FAST = ["--init", "scratch", "--fc-channels", "64", "--batch-size", "2", "--crop", "48",
         "--workers", "0", "--device", "cpu", "--json"]
