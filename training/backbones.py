@@ -102,7 +102,10 @@ def padded_to_kernel(conv: nn.Conv2d, x: Tensor) -> Tensor:
 def conv_as_matmul(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``conv(x)`` (stride 1, no dilation or groups) as unfold + one matrix product."""
     n, _, h, w = x.shape
-    (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+    if not isinstance(conv.padding, tuple):
+        raise ValueError(f"conv_as_matmul needs numeric padding, not {conv.padding!r}")
+    kh, kw = conv.kernel_size
+    ph, pw = int(conv.padding[0]), int(conv.padding[1])
     ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
     cols = F.unfold(x, (kh, kw), padding=(ph, pw))  # n x (c * kh * kw) x (ho * wo)
     rows = cols.transpose(1, 2).reshape(n * ho * wo, -1)
