@@ -461,12 +461,12 @@ class Trainer:
         g = torch.Generator()
         g.manual_seed(cfg.seed)
         per_rank = math.ceil(len(train_ds) / self.info.world_size)
-        batches = SharedScaleBatches(
+        batch_sampler = SharedScaleBatches(
             sampler if sampler is not None else RandomSampler(train_ds, generator=g),
             cfg.batch_size, drop_last=per_rank > cfg.batch_size,
             scale_range=(cfg.scale_min, cfg.scale_max), seed=cfg.seed)
         train_loader = DataLoader(
-            train_ds, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_padded,
+            train_ds, batch_sampler=batch_sampler, num_workers=cfg.workers, collate_fn=collate_padded,
             generator=g, pin_memory=self.device.type == "cuda", worker_init_fn=worker_init,
             persistent_workers=cfg.workers > 0,
         )

@@ -121,10 +121,6 @@ class TrainTransform:
         self.scale_crop = scale_crop
         self.rest = Compose(rest)
 
-    @property
-    def scale_range(self) -> tuple[float, float]:
-        return self.scale_crop.scale_range
-
     def __call__(self, image: Tensor, label: Tensor,
                  scale: float | None = None) -> tuple[Tensor, Tensor]:
         return self.rest(*self.scale_crop(image, label, scale))
