@@ -20,7 +20,13 @@ from . import voc
 from .errors import DataError, LabelError
 from .images import read_image
 from .palette import VOID
-from .transforms import PairTransform, TrainTransform, eval_transform, train_transform
+from .transforms import (
+    PairTransform,
+    TrainTransform,
+    checked_scale_range,
+    eval_transform,
+    train_transform,
+)
 
 __all__ = ["SegmentationDataset", "SharedScaleBatches", "collate_padded", "eval_transform",
            "train_transform"]
@@ -96,13 +102,10 @@ class SharedScaleBatches(Sampler[list[tuple[int, float]]]):
                  scale_range: tuple[float, float], seed: int) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
-        lo, hi = scale_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must satisfy 0 < min <= max, not {scale_range}")
         self.sampler = sampler
         self.batch_size = batch_size
         self.drop_last = drop_last
-        self.scale_range = (float(lo), float(hi))
+        self.scale_range = checked_scale_range(scale_range)
         self.generator = torch.Generator().manual_seed(seed)
 
     def _scale(self) -> float:

@@ -33,6 +33,14 @@ def _randint(lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, ()))
 
 
+def checked_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
+    """``(min, max)`` as floats; a ValueError unless ``0 < min <= max``."""
+    lo, hi = scale_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"scale_range must satisfy 0 < min <= max, not {scale_range}")
+    return float(lo), float(hi)
+
+
 class RandomScaleCrop:
     """Scale by a random factor, then take a random window of at most ``crop_size``.
 
@@ -53,11 +61,8 @@ class RandomScaleCrop:
         ch, cw = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
         if ch < 1 or cw < 1:
             raise ValueError(f"crop_size must be positive, not {crop_size}")
-        lo, hi = scale_range
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must satisfy 0 < min <= max, not {scale_range}")
         self.crop = (int(ch), int(cw))
-        self.scale_range = (float(lo), float(hi))
+        self.scale_range = checked_scale_range(scale_range)
 
     def __call__(self, image: Tensor, label: Tensor,
                  scale: float | None = None) -> tuple[Tensor, Tensor]:
