@@ -2,12 +2,14 @@
 
 60 iterations (batch 4, --crop 320, the app's defaults) of the full FCN-8s /
 VGG16 on 12 frames of 120x90 on the CPU, as ``fcn-train`` runs them (one random
-scale per batch), beside two baselines of the same run: a random scale per image,
-each batch padded to its largest member (crops capped at the scaled image, before
-batches shared a scale), and every crop padded with void up to 320x320 (what
-training did before crops were capped).
+scale per batch, fused optimizer), beside three baselines of the same run: the
+optimizer's plain (unfused) step, a random scale per image, each batch padded to
+its largest member (crops capped at the scaled image, before batches shared a
+scale), and every crop padded with void up to 320x320 (what training did before
+crops were capped).
 
 Run: python benchmarks/bench_finetune_small.py [--iters 60] [--size 120x90]
+     [--baselines unfused,per-image,padded] [--baseline-iters N]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from torch import Tensor  # noqa: E402
 
 from tests.synthetic import write_voc  # noqa: E402
+from training import optim as optim_module  # noqa: E402
 from training import train as train_module  # noqa: E402
 from training.progress import Reporter  # noqa: E402
 from training.train import run_training  # noqa: E402
@@ -63,15 +66,18 @@ class PaddedToCrop(ScalePerImage):
 
 
 def timed_run(root: Path, out: Path, iters: int, backbone: str = "vgg16",
-              transform: type[TrainTransform] | None = None) -> float:
-    """Seconds of ``iters`` iterations, with ``transform`` in place of the training one."""
-    original = train_module.train_transform
+              transform: type[TrainTransform] | None = None, fused: bool = True) -> float:
+    """Seconds of ``iters`` iterations, with ``transform`` in place of the training one
+    and, unless ``fused``, the optimizer's plain step."""
+    original, devices = train_module.train_transform, optim_module.FUSED_DEVICES
     if transform is not None:
-        train_module.train_transform = lambda crop, **kw: transform(crop, **kw)  # type: ignore
+        train_module.train_transform = lambda crop, **kw: transform(crop, **kw)
+    if not fused:
+        optim_module.FUSED_DEVICES = frozenset()  # type: ignore[misc]
     try:
         return _timed_run(root, out, iters, backbone)
     finally:
-        train_module.train_transform = original
+        train_module.train_transform, optim_module.FUSED_DEVICES = original, devices  # type: ignore[misc]
 
 
 def _timed_run(root: Path, out: Path, iters: int, backbone: str) -> float:
@@ -86,33 +92,44 @@ def _timed_run(root: Path, out: Path, iters: int, backbone: str) -> float:
     return time.perf_counter() - t
 
 
+BASELINES = ("unfused", "per-image", "padded")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iters", type=int, default=60)
     p.add_argument("--size", default="120x90")
     p.add_argument("--backbone", default="vgg16")
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help=f"which baselines to run, comma-separated (of {', '.join(BASELINES)})")
     p.add_argument("--baseline-iters", type=int, default=None,
-                   help="iterations of the padded baseline (default --iters); its time is "
-                        "scaled to --iters, for a baseline too slow to run in full")
+                   help="iterations of the baselines (default --iters); their times are "
+                        "scaled to --iters, for baselines too slow to run in full")
     args = p.parse_args()
+    wanted = [b for b in args.baselines.split(",") if b]
+    if not wanted or set(wanted) - set(BASELINES):
+        p.error(f"--baselines: choose from {', '.join(BASELINES)}, not {args.baselines!r}")
     base_iters = args.baseline_iters or args.iters
     w, h = (int(v) for v in args.size.split("x"))
+    variants = {"unfused": {"fused": False}, "per-image": {"transform": ScalePerImage},
+                "padded": {"transform": PaddedToCrop}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
         write_voc(root, n=13, n_val=1, h=h, w=w)  # 12 training frames
         shared = timed_run(root, Path(tmp) / "shared", args.iters, args.backbone)
-        per_image = (timed_run(root, Path(tmp) / "per_image", base_iters, args.backbone,
-                               ScalePerImage) * args.iters / base_iters)
-        padded = (timed_run(root, Path(tmp) / "padded", base_iters, args.backbone, PaddedToCrop)
-                  * args.iters / base_iters)
+        times = {name: timed_run(root, Path(tmp) / name, base_iters, args.backbone,
+                                 **variants[name]) * args.iters / base_iters  # type: ignore[arg-type]
+                 for name in wanted}
     print(f"{args.iters} iterations, FCN-8s/{args.backbone}, batch 4, crop 320, 12 frames "
           f"{w}x{h}, CPU")
     scaled = "" if base_iters == args.iters else f" (from {base_iters} iterations, scaled)"
-    print(f"  one scale per batch (fcn-train):         {shared:7.1f} s")
-    print(f"  a scale per image, padded to the batch:  {per_image:7.1f} s   -> x"
-          f"{per_image / shared:.2f} faster{scaled}")
-    print(f"  crops padded to 320 (first baseline):    {padded:7.1f} s   -> x"
-          f"{padded / shared:.1f} faster{scaled}")
+    labels = {"unfused": "the same, the optimizer's plain step:",
+              "per-image": "a scale per image, padded to the batch:",
+              "padded": "crops padded to 320 (first baseline):"}
+    print(f"  {'one scale per batch, fused (fcn-train):':40} {shared:7.1f} s")
+    for name, t in times.items():
+        print(f"  {labels[name]:40} {t:7.1f} s   -> x{t / shared:.2f} faster{scaled}")
+
 
 if __name__ == "__main__":
     main()

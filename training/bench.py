@@ -28,6 +28,7 @@ from .checkpoint import make_checkpoint, save_checkpoint
 from .device import autocast_dtype, describe_device, resolve_device
 from .model import FCN, ModelConfig, build_model
 from .model_init import calibrate_batchnorm
+from .optim import uses_fused
 
 
 def _sync(device: torch.device) -> None:
@@ -78,7 +79,8 @@ def bench_train(model: FCN, device: torch.device, dtype: torch.dtype | None, bat
     (a side, or H x W) inputs; channels_last inputs on CUDA unless told otherwise
     (the caller puts the model in the same layout)."""
     model.train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9,
+                          fused=uses_fused(model))  # as fcn-train steps
     hw = (size, size) if isinstance(size, int) else size
     x = torch.randn(batch, 3, *hw, device=device)
     if device.type == "cuda" if channels_last is None else channels_last:

@@ -8,9 +8,10 @@ resumed run is put back at its iteration with the rates it is given now.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import torch
+from torch import nn
 
 from .model import FCN
 from .train_config import TrainConfig
@@ -33,11 +34,27 @@ def param_groups(model: FCN, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
+# Devices where PyTorch has fused SGD and AdamW kernels. A fused step passes over each
+# parameter once; the default on a CPU is a Python loop of several whole-tensor ops per
+# parameter. For VGG16's 134M parameters on a 2-core CPU an AdamW step took 0.49 s,
+# fused 0.07 s (SGD with momentum and weight decay: 0.64 s, fused 0.04 s): most of a
+# training step of 4 crops of 120x90 (1.60 s, fused 0.99 s). The numbers agree to
+# rounding (float32, 2e-7 after five steps).
+FUSED_DEVICES: Final = frozenset({"cpu", "cuda"})
+
+
+def uses_fused(model: nn.Module) -> bool:
+    """Whether ``model``'s optimizer gets the fused kernels (by its parameters' device)."""
+    return next(model.parameters()).device.type in FUSED_DEVICES
+
+
 def make_optimizer(model: FCN, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (with --momentum) or AdamW over :func:`param_groups`, fused where it can be."""
     groups = param_groups(model, cfg)
+    fused = uses_fused(model)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=cfg.momentum)  # each group has its lr
-    return torch.optim.AdamW(groups)
+        return torch.optim.SGD(groups, momentum=cfg.momentum, fused=fused)  # each group has its lr
+    return torch.optim.AdamW(groups, fused=fused)
 
 
 def lr_multiplier(total: int, warmup: int):
