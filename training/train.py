@@ -15,14 +15,12 @@ alone writes files and events.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,8 +37,6 @@ from .checkpoint import (
     LoadedModel,
     load_model,
     make_checkpoint,
-    read_checkpoint_file,
-    read_metadata,
     save_checkpoint,
 )
 from .dataset import SegmentationDataset, SharedScaleBatches, collate_padded
@@ -52,9 +48,11 @@ from .model import FCN
 from .model_init import BACKBONE_INIT, initial_model
 from .optim import follow_budget, lr_multiplier, make_optimizer, place_schedule
 from .progress import EtaEstimator, Reporter
+from .run_resume import best_from_history, read_resume_state, resume_config
 from .stopping import StopFlag, StopRequested, batches, worker_init
-from .train_config import ResumeError, TrainConfig, default_lr, merge_resume
+from .train_config import ResumeError, TrainConfig, default_lr
 from .transforms import eval_transform, train_transform
+from .write_failures import CheckpointWriteError, describe_write_failure
 
 VOID = 255
 # Files that make a folder a training run worth protecting from a second fresh run.
@@ -62,10 +60,6 @@ RUN_FILES = ("config.json", "last.pt", "best.pt", "resume.pt", "history.json", "
 # A mean per-pixel cross-entropy this large means the weights have blown up (guessing
 # uniformly over 255 classes costs 5.5): stop before such weights become a checkpoint.
 EXPLODED_LOSS = 1e4
-
-
-class CheckpointWriteError(CheckpointError):
-    """A run file could not be written (full disk, read-only folder); the previous one is kept."""
 
 
 @dataclass
@@ -137,104 +131,6 @@ def check_files(root: Path, ids: list[str], num_classes: int) -> None:
 
 
 # -- resume ---------------------------------------------------------------------------------------
-
-
-def _given_by_default(cfg: TrainConfig) -> set[str]:
-    """For callers without a command line: the options that differ from the defaults."""
-    d = TrainConfig(data="", out="")
-    given = {f.name for f in fields(TrainConfig) if getattr(cfg, f.name) != getattr(d, f.name)}
-    return given | {"data", "out"}
-
-
-def _stored_config(out: Path) -> tuple[dict[str, Any], str]:
-    """The run's own configuration: config.json, else what last.pt recorded."""
-    path = out / "config.json"
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(path, f"cannot read the run's configuration to resume it ({exc})") from None
-        if not isinstance(stored, dict):
-            raise DataError(path, "not a JSON object of options; cannot resume the run")
-        return stored, str(path)
-    last = out / "last.pt"
-    if not last.is_file():
-        raise DataError(out, "cannot resume: no training run here (no config.json, no last.pt)")
-    stored = read_metadata(last).get("training")
-    if not isinstance(stored, dict) or not stored:
-        raise DataError(path, "missing, and last.pt records no training configuration; "
-                              "cannot resume the run")
-    return stored, f"{last} (the run has no config.json)"
-
-
-def resume_config(cfg: TrainConfig, given: set[str] | None) -> tuple[TrainConfig, list[str], str]:
-    """The config a ``--resume`` trains with, the notes on what changed, and its source."""
-    stored, source = _stored_config(Path(cfg.out))
-    merged, notes = merge_resume(stored, cfg, _given_by_default(cfg) if given is None else given,
-                                 source)
-    return merged, notes, source
-
-
-def _best_from_history(history: list[dict[str, Any]]) -> float:
-    scores = [float(r["mean_iou"]) for r in history
-              if int(r.get("epoch", 0)) >= 1 and isinstance(r.get("mean_iou"), int | float)]
-    return max(scores, default=-1.0)
-
-
-_RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
-    "optimizer": dict, "scheduler": dict, "epoch": int, "iteration": int,
-    "best_miou": (int, float)}
-
-
-def _read_resume_state(path: Path) -> dict[str, Any]:
-    """resume.pt through the checkpoint reader (weights_only, every failure named)."""
-    try:
-        state = read_checkpoint_file(path)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{exc} Delete it to resume from last.pt with a fresh optimizer "
-                              "state.") from None
-    for key, kind in _RESUME_KEYS.items():
-        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-            raise CheckpointError(f"{path}: not a resume file of this run ({key!r} missing or "
-                                  "of the wrong type). Delete it to resume from last.pt with a "
-                                  "fresh optimizer state.")
-    return state
-
-
-# -- write failures -------------------------------------------------------------------------------
-
-
-def _free_bytes(folder: Path) -> int | None:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
-
-
-def _size_text(n: float) -> str:
-    return f"{n / 1e6:.0f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
-
-
-def describe_write_failure(path: Path, exc: BaseException) -> str:
-    """Why writing ``path`` failed, in words: full disk, permissions, or the error itself."""
-    where = path.parent
-    free = _free_bytes(where)
-    free_text = f"{_size_text(free)} free on {where}" if free is not None else "free space unknown"
-    if isinstance(exc, OSError):
-        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return f"the disk is full ({exc.strerror}; {free_text})"
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return f"the folder is not writable ({exc.strerror})"
-        return exc.strerror or str(exc)
-    text = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-    # PyTorch's zip writer reports a short write without an errno ("file write failed",
-    # "unexpected pos ..."): judge by the room left against the size of a checkpoint.
-    sizes = [p.stat().st_size for p in (where / "last.pt", where / "best.pt", path) if p.is_file()]
-    needed = max(sizes, default=64 * 10**6)
-    if free is not None and free < 1.1 * needed:
-        return (f"the disk is full ({free_text}; a checkpoint needs about "
-                f"{_size_text(needed)}; torch: {text})")
-    return f"the write failed ({free_text}; torch: {text})"
 
 
 @torch.inference_mode()
@@ -400,7 +296,7 @@ class Trainer:
             raise ResumeError(f"cannot resume {self.out} with --arch {self.cfg.arch}: its model "
                               f"is {loaded.config.arch}; for another architecture start a new "
                               f"run with --init {last}")
-        state = _read_resume_state(resume) if resume.is_file() else None
+        state = read_resume_state(resume) if resume.is_file() else None
         return loaded, state
 
     def _restore(self, loaded: LoadedModel, state: dict[str, Any] | None, optimizer, scheduler,
@@ -432,7 +328,7 @@ class Trainer:
             self.state.elapsed = float(state.get("elapsed", 0.0))
         else:
             self.state.epoch, self.state.iteration = last_epoch, last_it
-            self.state.best_miou = _best_from_history(self.state.history)
+            self.state.best_miou = best_from_history(self.state.history)
             duration = meta.get("duration_s")
             self.state.elapsed = float(duration) if isinstance(duration, int | float) else 0.0
             if last_it < total:

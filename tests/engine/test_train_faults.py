@@ -17,6 +17,7 @@ import torch
 
 from tests.synthetic import write_voc
 from training import train as train_module
+from training import write_failures
 from training.checkpoint import load_model
 from training.cli import train_main
 from training.progress import EtaEstimator, Reporter
@@ -259,7 +260,7 @@ def test_full_disk_during_a_save_keeps_the_last_good_files(voc: Path, tmp_path: 
     monkeypatch.setattr(torch, "save", save)
     # torch's writer gives no errno: the free space left tells a full disk from other faults.
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(train_module.shutil, "disk_usage",
+    monkeypatch.setattr(write_failures.shutil, "disk_usage",
                         lambda _p: usage._replace(free=10**6))
     run = tmp_path / "run"
     rc = _train(voc, run, "--epochs", "3", *FAST)
@@ -413,8 +414,8 @@ def test_progress_fraction_without_a_budget(voc: Path, tmp_path: Path, capsys) -
 
 def test_a_write_failure_with_room_left_is_not_called_a_full_disk(tmp_path: Path) -> None:
     error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2 vs 1")
-    text = train_module.describe_write_failure(tmp_path / "last.pt", error)
+    text = write_failures.describe_write_failure(tmp_path / "last.pt", error)
     assert text.startswith("the write failed") and "disk is full" not in text
-    full = train_module.describe_write_failure(tmp_path / "last.pt",
-                                               OSError(errno.ENOSPC, "No space left on device"))
+    full = write_failures.describe_write_failure(tmp_path / "last.pt",
+                                                 OSError(errno.ENOSPC, "No space left on device"))
     assert full.startswith("the disk is full (No space left on device")
