@@ -48,6 +48,11 @@ DEFAULT_TIME_BUDGET = 1.5  # seconds per learn(); the person is about to look at
 DEFAULT_PASSES = 20  # passes over the saved images when time allows
 MIN_STEPS = 50  # with few saved images, more passes: one pass over 1 image teaches little
 MAX_ROLLBACK = 20
+# The newest images visited twice per pass (see InstantLearner). Replays of camvid-mini
+# (MobileNetV3, --learn both, 30 images, three seeds, fine-tunes of about 300 steps):
+# images 11-20 left 21.3 % to correct against 23.0 % with none, all 30 32.1 % against
+# 33.2 %; images 21-30 (a new sequence) 26.5 % against 27.9 %, within the runs' spread.
+RECENT = 5
 
 
 def _as_input(t: Tensor, device: torch.device) -> Tensor:
@@ -140,9 +145,15 @@ class InstantLearner:
     def __init__(self, predictor: Predictor, cache: FeatureCache | None = None, *,
                  backbone_id: str | None = None, lr: float = 1e-3,
                  time_budget: float = DEFAULT_TIME_BUDGET, max_passes: int = DEFAULT_PASSES,
-                 min_steps: int = MIN_STEPS, batch_size: int = 8, seed: int = 0) -> None:
-        if not lr > 0 or not time_budget > 0 or max_passes < 1 or batch_size < 1:
-            raise ValueError("lr and time_budget must be positive, max_passes and batch_size >= 1")
+                 min_steps: int = MIN_STEPS, batch_size: int = 8, seed: int = 0,
+                 recent: int | None = None) -> None:
+        recent = RECENT if recent is None else recent
+        if not lr > 0 or not time_budget > 0 or max_passes < 1 or batch_size < 1 or recent < 0:
+            raise ValueError("lr and time_budget must be positive, max_passes and batch_size >= 1, "
+                             "recent >= 0")
+        # The newest ``recent`` images count twice in every pass: the next image to label
+        # is most like the last few (frames of one sequence, one site's photos).
+        self.recent = recent
         self.predictor = predictor
         self.cache = cache if cache is not None else FeatureCache()
         self.lr = lr
@@ -298,6 +309,8 @@ class InstantLearner:
         sizes: dict[tuple[int, int], int] = {}
         for _, feats in usable:
             sizes[feats.size] = sizes.get(feats.size, 0) + 1
+        for _, feats in self._twice(usable):
+            sizes[feats.size] += 1
         n_batches = sum(-(-n // self.batch_size) for n in sizes.values())  # as _chunks makes them
         try:
             passes = max(self.max_passes, -(-self.min_steps // n_batches))
@@ -333,9 +346,9 @@ class InstantLearner:
     def _chunks(self, usable: list[tuple[str, ImageFeatures]], newest: tuple[str, ImageFeatures]
                 ) -> list[list[tuple[str, ImageFeatures]]]:
         """One pass in batches of up to ``batch_size`` images of equal feature size, in a
-        new random order; the newest image leads the first batch, so however short the
-        budget, it is learned from."""
-        rest = [item for item in usable if item[0] != newest[0]]
+        new random order, the newest ``recent`` images twice; the newest image leads the
+        first batch, so however short the budget, it is learned from."""
+        rest = [item for item in usable if item[0] != newest[0]] + self._twice(usable)
         self._rng.shuffle(rest)
         groups: dict[tuple[int, int], list[tuple[str, ImageFeatures]]] = {}
         for item in [newest, *rest]:  # the newest image's size group comes first
@@ -345,6 +358,11 @@ class InstantLearner:
         first, others = chunks[0], chunks[1:]
         self._rng.shuffle(others)
         return [first, *others]
+
+    def _twice(self, usable: list[tuple[str, ImageFeatures]]) -> list[tuple[str, ImageFeatures]]:
+        """The images a pass visits a second time: the newest ``recent`` (``usable`` is
+        oldest first), none while every image is that new (twice each would change nothing)."""
+        return usable[-self.recent:] if 0 < self.recent < len(usable) else []
 
     def _loss(self, model: FCN, taps: dict[str, Tensor], target: Tensor, keys: list[str]) -> Tensor:
         if self._exact:

@@ -90,6 +90,36 @@ def test_head_learning_lowers_the_loss_and_changes_the_next_prediction(alignment
         assert torch.equal(v, learner.model.state_dict()[k])
 
 
+def test_each_pass_visits_the_newest_images_twice() -> None:
+    learner = _learner(max_passes=3, min_steps=1, time_budget=60, batch_size=1, recent=2)
+    for i, key in enumerate("abcde"):  # saved in this order: d and e are the newest
+        image, label = synthetic_pair(10 + i, 48, 64)
+        learner.predict(key, image)
+        learner.add_label(key, label)
+    visited: list[str] = []
+    real = learner._loss
+
+    def counting(model, taps, target, keys):
+        visited.extend(keys)
+        return real(model, taps, target, keys)
+
+    learner._loss = counting  # type: ignore[method-assign]
+    report = learner.learn()
+    assert {k: visited.count(k) for k in "abcde"} == {"a": 3, "b": 3, "c": 3, "d": 6, "e": 6}
+    assert report.steps == 21 and report.passes == pytest.approx(21 / 5)
+    assert visited[0] == "e"  # the newest leads, however short the budget
+
+
+def test_while_every_image_is_recent_none_is_visited_twice() -> None:
+    learner = _learner(max_passes=4, min_steps=1, time_budget=60, batch_size=1, recent=5)
+    for i, key in enumerate("ab"):
+        image, label = synthetic_pair(20 + i, 48, 64)
+        learner.predict(key, image)
+        learner.add_label(key, label)
+    report = learner.learn()
+    assert report.steps == 8 and report.passes == pytest.approx(4.0)
+
+
 def test_roll_back_restores_the_head_before_the_last_learn() -> None:
     learner = _learner(max_passes=5, min_steps=1, time_budget=60)
     image, label = synthetic_pair(1, 48, 64)
