@@ -63,4 +63,5 @@ def test_training_uses_channels_last_where_it_was_measured_faster() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert trains_channels_last(cpu, "mobilenet_v3_large")
     assert not trains_channels_last(cpu, "vgg16")  # slower there: stays contiguous
+    assert trains_channels_last(cpu, "resnet50") and not trains_channels_last(cpu, "alexnet")
     assert trains_channels_last(cuda, "vgg16") and trains_channels_last(cuda, "mobilenet_v3_large")
