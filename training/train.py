@@ -131,9 +131,6 @@ def check_files(root: Path, ids: list[str], num_classes: int) -> None:
                               f"used; fix them or take them out of the lists:\n  {shown}{more}")
 
 
-# -- resume ---------------------------------------------------------------------------------------
-
-
 @torch.inference_mode()
 def evaluate_model(model: torch.nn.Module, loader: DataLoader | list, num_classes: int,
                    loaded: LoadedModel, device: torch.device,
