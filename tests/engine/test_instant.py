@@ -202,3 +202,8 @@ def test_cache_spills_to_disk_and_refuses_stale_backbones(tmp_path) -> None:
     (next(tmp_path.glob("*.pt"))).write_bytes(b"garbage")
     fresh = FeatureCache(memory_bytes=1500, disk_dir=tmp_path)
     assert fresh.get("whatever") is None  # an unreadable cache file is a miss, not a crash
+
+
+def test_a_negative_recent_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="recent >= 0"):
+        _learner(recent=-1)
