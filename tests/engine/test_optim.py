@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from training.model import ModelConfig, build_model
-from training.optim import make_optimizer
+from training.optim import make_optimizer, param_groups
 from training.train_config import TrainConfig
 
 
@@ -37,14 +37,8 @@ def test_cpu_optimizer_is_fused_and_steps_like_the_plain_one(tmp_path, kind):
 
     fused = make_optimizer(model, cfg)
     assert fused.defaults["fused"] is True
-    twin_params = dict(twin.named_parameters())
-    groups = []
-    for g in fused.param_groups:
-        mine = {id(p) for p in g["params"]}
-        groups.append({"params": [twin_params[n] for n, p in model.named_parameters()
-                                  if id(p) in mine],
-                       "lr": g["lr"], "weight_decay": g["weight_decay"]})
-    plain = type(fused)(groups, fused=False, **({"momentum": cfg.momentum} if kind == "sgd" else {}))
+    plain = type(fused)(param_groups(twin, cfg), fused=False,  # the same groups, by name
+                        **({"momentum": cfg.momentum} if kind == "sgd" else {}))
     for _ in range(3):
         _step(model, fused)
         _step(twin, plain)
