@@ -53,6 +53,9 @@ class SimConfig:
     block: int = 10
     finetune_every: int = 10
     finetune_budget: float = 180.0
+    # A fixed step count instead of the budget: the replay no longer depends on how fast
+    # the machine is (a 3-minute fine-tune is 300 steps on one CPU and 900 on another).
+    finetune_iters: int | None = None
     finetune_lr: float | None = None  # None: fcn-train's default for the backbone's start
     learn_budget: float = 1.5
     learn_lr: float = 1e-3
@@ -75,6 +78,8 @@ class SimConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive number, not {v}")
         if self.images is not None and self.images < 1:
             raise ValueError("--images must be at least 1")
+        if self.finetune_iters is not None and self.finetune_iters < 1:
+            raise ValueError("--finetune-iters must be at least 1")
         if self.max_side is not None and self.max_side < 32:
             raise ValueError("--max-side must be at least 32 pixels")
         from .backbones import get_backbone
@@ -217,6 +222,8 @@ class Simulator:
                                  lr=cfg.learn_lr, seed=cfg.seed)
         self.emit({"event": "start", "images": len(ids), "learn": cfg.learn, "init": cfg.init,
                    "classes": len(self.names), "device": str(predictor.device),
+                   "finetune_iters": cfg.finetune_iters,
+                   "finetune_budget": None if cfg.finetune_iters else cfg.finetune_budget,
                    "model": loaded.config.to_dict()})
 
         def image_of(key: str) -> np.ndarray:
@@ -285,8 +292,10 @@ class Simulator:
                                                extra={BACKBONE_INIT: lineage} if lineage else None))
         ids_file = run.parent / f"train-{k:02d}.txt"
         ids_file.write_text("\n".join(saved) + "\n", encoding="utf-8")
+        by_steps = cfg.finetune_iters is not None
         tcfg = TrainConfig(data=str(self.work), out=str(run), init=str(start), train_list=str(ids_file),
-                           epochs=100_000, time_limit=cfg.finetune_budget, lr=cfg.finetune_lr,
+                           epochs=100_000, iters=cfg.finetune_iters,
+                           time_limit=None if by_steps else cfg.finetune_budget, lr=cfg.finetune_lr,
                            device=cfg.device, workers=0, seed=cfg.seed + k, json=True)
         sink = io.StringIO()  # the run's own events stay out of the simulator's output
         code = run_training(tcfg, Reporter(True, out=sink, err=sink))
@@ -351,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune after every K saved images (finetune, both)")
     p.add_argument("--finetune-budget", type=float, default=d.finetune_budget, metavar="S",
                    help="seconds of training per fine-tune (default %(default)s)")
+    p.add_argument("--finetune-iters", type=int, default=d.finetune_iters, metavar="N",
+                   help="train N iterations per fine-tune instead of --finetune-budget seconds "
+                        "(the same replay on a fast and a slow machine)")
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr,
                    help="base learning rate of the fine-tunes (default: fcn-train's, "
                         f"{SCRATCH_LR:g} for a backbone that started from random weights, "

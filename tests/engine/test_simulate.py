@@ -52,6 +52,17 @@ def test_every_mode_replays_the_labelled_images_in_sorted_order(tmp_path, capsys
     assert all(f["iterations"] >= 1 for f in finetunes)
 
 
+def test_finetune_iters_fixes_the_steps_of_every_fine_tune(tmp_path, capsys) -> None:
+    """A step count, not seconds: the same replay on a fast and a slow machine."""
+    write_voc(tmp_path / "data", n=4, n_val=0, h=48, w=64)
+    code, records = _run(capsys, str(tmp_path / "data"), "--learn", "finetune", "--finetune-every", "2",
+                         "--finetune-iters", "3", *TINY)
+    assert code == 0
+    assert records[0]["finetune_iters"] == 3 and records[0]["finetune_budget"] is None
+    finetunes = [r for r in records if r["event"] == "finetune"]
+    assert [f["iterations"] for f in finetunes] == [3]
+
+
 def test_instant_learning_lowers_the_effort_on_repeated_images(tmp_path, capsys) -> None:
     """The same scene again and again: with learning the later copies need less correction."""
     root = tmp_path / "data"
@@ -112,7 +123,8 @@ def test_a_model_with_other_classes_is_refused_by_name(tmp_path, capsys) -> None
 
 def test_bad_option_values_are_argparse_errors(tmp_path, capsys) -> None:
     write_voc(tmp_path / "data", n=2, n_val=0)
-    for bad in (["--block", "0"], ["--finetune-budget", "nan"], ["--images", "-1"]):
+    for bad in (["--block", "0"], ["--finetune-budget", "nan"], ["--images", "-1"],
+                ["--finetune-iters", "0"]):
         with pytest.raises(SystemExit) as exc:
             main([str(tmp_path / "data"), *bad])
         assert exc.value.code == 2
