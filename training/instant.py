@@ -210,11 +210,14 @@ class InstantLearner:
         return self.cache.get(key, self.backbone_id) is not None
 
     # -- labels -----------------------------------------------------------------------
-    def add_label(self, key: str, label: np.ndarray, image: np.ndarray | None = None) -> None:
+    def add_label(self, key: str, label: np.ndarray, image: np.ndarray | None = None, *,
+                  oldest: bool = False) -> None:
         """Record ``key``'s saved label (``H x W`` uint8, 255 = void) as training data.
 
         With ``image`` the features are computed now when not cached (a backbone
         forward); without, :meth:`learn` uses them once :meth:`predict` has run.
+        ``oldest`` files it before every other label (one saved before them: it
+        never counts among the newest, and is the last to get its features back).
         """
         if label.ndim != 2 or label.dtype != np.uint8:
             raise ValueError(f"{key}: a label must be H x W uint8, not {label.shape} {label.dtype}")
@@ -231,7 +234,10 @@ class InstantLearner:
         self._samples[key] = _Sample(np.ascontiguousarray(label))
         if key in self._order:
             self._order.remove(key)
-        self._order.append(key)
+        if oldest:
+            self._order.insert(0, key)
+        else:
+            self._order.append(key)
 
     def remove_label(self, key: str) -> None:
         self._samples.pop(key, None)

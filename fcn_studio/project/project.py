@@ -275,6 +275,14 @@ class Project:
         with self._lock:
             self._errors[image_id] = reason
 
+    def saved_newest_first(self) -> list[str]:
+        """The ids with a saved label, the most recently saved first (by the save
+        history; labels it does not know, such as imported ones, last, by id)."""
+        with self._lock:
+            last = {item.id: n for n, item in enumerate(self._state.history)}
+            saved = [i for i in self._ids if i in self._labelled]
+        return sorted(saved, key=lambda i: (-last.get(i, -1), i))
+
     @property
     def history(self) -> list[HistoryItem]:
         """Every save so far, oldest first: (time, id, correction effort)."""

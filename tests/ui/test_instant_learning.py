@@ -18,16 +18,30 @@ def model_file(tmp_path_factory) -> Path:
     return small_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=1)
 
 
-@pytest.fixture
-def window(qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings) -> MainWindow:
-    root = tmp_path / "proj"
+def _open(qtbot, root: Path, model_file: Path, isolated_settings, unlabelled: tuple[str, ...]
+          ) -> MainWindow:
     write_voc(root, n=4, n_val=1)
-    for image_id in ("img001", "img002", "img003"):  # only img000 is labelled
+    for image_id in unlabelled:
         (root / "SegmentationClass" / f"{image_id}.png").unlink()
     w = open_window(qtbot, isolated_settings)
     with qtbot.waitSignal(w.controller.modelChanged, timeout=60_000):
         assert w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
     return w
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings) -> MainWindow:
+    """A project with no saved label yet."""
+    return _open(qtbot, tmp_path / "proj", model_file, isolated_settings,
+                 ("img000", "img001", "img002", "img003"))
+
+
+@pytest.fixture
+def window_with_a_label(qtbot, tmp_path: Path, model_file: Path, messages, isolated_settings
+                        ) -> MainWindow:
+    """img000's label was saved in an earlier session."""
+    return _open(qtbot, tmp_path / "proj", model_file, isolated_settings,
+                 ("img001", "img002", "img003"))
 
 
 def _correct_and_save(qtbot, w: MainWindow, seed: int):
@@ -56,6 +70,34 @@ def test_a_save_teaches_the_head_and_the_next_prediction_carries_the_new_model(q
     assert w.controller.session.prediction.model == after
     qtbot.waitUntil(lambda: w.controller.project.entry("img002").model_version == after.stored,
                     timeout=10_000)
+
+
+def test_a_label_saved_before_counts_from_the_first_save(qtbot, window_with_a_label) -> None:
+    w = window_with_a_label
+    show_predicted(qtbot, w, "img001")
+    # The idle worker takes img000's label up (its features: one backbone forward).
+    qtbot.waitUntil(w.worker.is_idle, timeout=60_000)
+    assert w.worker._learner.labelled == ["img000"] and w.worker._learner.has_features("img000")
+    result = _correct_and_save(qtbot, w, seed=1)
+    assert result.images == 2 and result.skipped == ()
+    qtbot.waitUntil(lambda: w.controller.model.id == result.model.id, timeout=10_000)
+    assert "head learned from 2 images" in w.status.model_label.text()
+    assert w.worker._learner.labelled == ["img000", "img001"]  # the saved one is the newest
+
+
+def test_a_label_saved_before_that_does_not_fit_is_named(qtbot, tmp_path, model_file, messages,
+                                                         isolated_settings) -> None:
+    from training import voc
+
+    root = tmp_path / "proj"
+    write_voc(root, n=4, n_val=1)
+    voc.write_label(voc.label_path(root, "img002"), np.zeros((5, 5), np.uint8))  # not its size
+    w = open_window(qtbot, isolated_settings)
+    with qtbot.waitSignal(w.worker.learnFailed, timeout=60_000) as failed:
+        w.ops.open_project(root, model=ModelSpec.file(model_file, CLASS_NAMES))
+    assert "img002" in failed.args[0] and "left out" in failed.args[0]
+    qtbot.waitUntil(w.worker.is_idle, timeout=60_000)
+    assert sorted(w.worker._learner.labelled) == ["img000", "img001", "img003"]
 
 
 def test_undo_last_learning_restores_the_model_before(qtbot, window) -> None:

@@ -77,6 +77,9 @@ class Controller(QObject):
             self.model, self.spec = model, spec
         self.worker.set_project_root(project.root if project is not None else None)
         if project is not None:
+            # Labels saved before today count for instant learning too (read off this thread).
+            self.worker.set_saved_labels([(i, project.image_path(i), project.label_path(i))
+                                          for i in project.saved_newest_first()])
             self._cache = ImageCache(project.load_image, capacity=4)
             self._order = list(project.ids)
         self.projectChanged.emit(project)

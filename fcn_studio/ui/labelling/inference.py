@@ -11,7 +11,9 @@ imports finish.
 Instant learning (on by default) runs here too, with the engine's
 ``training.instant.InstantLearner``: every prediction keeps the image's backbone
 features, and a saved label queued with :meth:`InferenceWorker.learn` trains the
-head on the features of every image saved since the model was loaded. That gives
+head on the features of every saved image. Labels saved before the model loaded
+(an earlier session's, the sample project's) are taken up as training data when
+the worker is idle, one backbone forward each (``training.instant_backlog``). That gives
 the model a new identity (its id with a ``head`` tag), reported by ``learned``;
 predictions of images whose features are cached are then refreshed by the head
 alone, in milliseconds.
@@ -146,7 +148,12 @@ class InferenceWorker(QObject):
         self._info: ModelInfo | None = None
         self._instant = True
         self._learner: Any = None
-        self._labels: dict[str, tuple[Path, np.ndarray]] = {}  # saved since the model loaded
+        self._labels: dict[str, tuple[Path, np.ndarray]] = {}  # training data: saved labels
+        self._backlog: Any = None  # training.instant_backlog.LabelBacklog, made on this thread
+        self._earlier_pending: list[tuple[str, Path, Path]] | None = None  # from the GUI
+        self._prep_problems: list[str] = []  # said once the backlog is done
+        self._preparing = False  # idle-time work for instant learning is left (under _cond)
+        self._classes_fit = False  # the loaded model has the project's classes
         self._learn_pending: dict[str, tuple[Path, np.ndarray]] = {}
         self._rollback_pending = False
         self._forget = False  # set on the GUI thread, applied on the worker thread
@@ -205,6 +212,14 @@ class InferenceWorker(QObject):
             self._forget = True
             self._cond.notify_all()
 
+    def set_saved_labels(self, items: list[tuple[str, Path, Path]]) -> None:
+        """The open project's labels saved before now, the newest first, as (image id,
+        image path, label path): instant learning takes them up as training data when
+        the worker is idle (reading them is disk work: never on the GUI thread)."""
+        with self._cond:
+            self._earlier_pending = list(items)
+            self._cond.notify_all()
+
     def set_project_root(self, root: Path | None) -> None:
         """The open project: its ``.fcn_studio/heads/`` keeps what instant learning taught
         each model, so a restart goes on from there. Takes effect with the next load."""
@@ -217,6 +232,7 @@ class InferenceWorker(QObject):
             self._instant = bool(enabled)
             if not enabled:
                 self._learn_pending.clear()
+            self._cond.notify_all()  # on again: the idle-time preparation goes on
 
     @property
     def instant_enabled(self) -> bool:
@@ -245,8 +261,10 @@ class InferenceWorker(QObject):
         return self._model_id
 
     def is_idle(self) -> bool:
+        """Nothing queued: no model load, prediction or idle-time preparation left."""
         with self._cond:
-            return self._pending_model is None and self._current is None and not self._ahead
+            return (self._pending_model is None and self._current is None and not self._ahead
+                    and self._earlier_pending is None and not self._preparing)
 
     # -- worker thread ------------------------------------------------------------------
     def _next_job(self) -> tuple[str, Any] | None:
@@ -270,6 +288,15 @@ class InferenceWorker(QObject):
                     return "current", job
                 if self._predictor is not None and self._ahead:
                     return "ahead", self._ahead.popleft()
+                self._preparing = True
+                if self._earlier_pending is not None:
+                    items, self._earlier_pending = self._earlier_pending, None
+                    return "earlier", items
+                # Idle: prepare what the next learn will use (earlier labels, features).
+                if (self._instant and self._classes_fit and self._learner is not None
+                        and self._backlog is not None and self._backlog.pending(self._learner)):
+                    return "prepare", None
+                self._preparing = False
                 self._cond.wait()
         return None
 
@@ -288,9 +315,15 @@ class InferenceWorker(QObject):
                     self._roll_back()
                 elif kind == "forget":
                     self._labels.clear()
+                    if self._backlog is not None:
+                        self._backlog.clear()
                     if self._learner is not None:
                         for image_id in self._learner.labelled:
                             self._learner.remove_label(image_id)
+                elif kind == "earlier":
+                    self._set_earlier(payload)
+                elif kind == "prepare":
+                    self._prepare()
                 else:
                     self._predict(*payload, ahead=kind == "ahead")
             except Exception:  # never let the thread die: report and carry on
@@ -313,20 +346,31 @@ class InferenceWorker(QObject):
         self._info = ModelInfo(model_id, spec.description, tuple(predictor.class_names),
                                str(predictor.device), spec,
                                backbone=predictor.loaded.config.backbone)
-        self._new_learner(carry_labels=spec.class_names == tuple(predictor.class_names))
+        # The project's labels are training data only for a model of the project's classes.
+        self._classes_fit = spec.class_names == tuple(predictor.class_names)
+        self._new_learner(carry_labels=self._classes_fit)
         self._restore_head()
         self.statusChanged.emit("")
         self.modelReady.emit(self._info)
 
     def _new_learner(self, carry_labels: bool) -> None:
         """A learner for the model just loaded. Labels saved earlier stay training data
-        when the classes are the same (their features are recomputed a few per learn)."""
+        when the classes are the same (their features are recomputed when idle)."""
         from training.feature_cache import FeatureCache
         from training.instant import InstantLearner
+        from training.instant_backlog import LabelBacklog
 
         self._heads.clear()
+        # The old learner's order (oldest first) is the order the labels were saved in.
+        order = [k for k in (self._learner.labelled if self._learner is not None else [])
+                 if k in self._labels]
+        order += [k for k in self._labels if k not in order]
         if not carry_labels:
             self._labels.clear()
+            order = []
+        if self._backlog is None:
+            self._backlog = LabelBacklog()
+        self._backlog.new_learner(kept_labels=carry_labels)
         with self._cond:
             root = self._project_root
         # Features memory lets go of wait in the project's hidden folder (and across
@@ -334,8 +378,33 @@ class InferenceWorker(QObject):
         disk = root / FEATURES_DIR if root is not None else None
         cache = FeatureCache(FEATURE_CACHE_BYTES, disk_dir=disk, disk_bytes=FEATURE_DISK_BYTES)
         self._learner = InstantLearner(self._predictor, cache, backbone_id=str(self._model_id))
-        for image_id, (_path, label) in self._labels.items():
-            self._learner.add_label(image_id, label)
+        for image_id in order:
+            self._learner.add_label(image_id, self._labels[image_id][1])
+
+    def _set_earlier(self, items: list[tuple[str, Path, Path]]) -> None:
+        from training.instant_backlog import EarlierLabel, LabelBacklog
+
+        if self._backlog is None:
+            self._backlog = LabelBacklog()
+        self._backlog.set_earlier([EarlierLabel(k, Path(i), Path(lab)) for k, i, lab in items])
+
+    def _prepare(self) -> None:
+        """One image of idle-time work for instant learning (a backbone forward at most)."""
+        from training.images import read_image
+
+        assert self._learner is not None and self._backlog is not None
+        self.statusChanged.emit("preparing saved labels for instant learning")
+        taken = self._backlog.step(self._learner, lambda k: read_image(self._labels[k][0]))
+        if taken is not None:
+            self._labels[taken.key] = (taken.image_path, taken.label)
+        self.statusChanged.emit("")
+        self._prep_problems += self._backlog.take_problems()
+        if self._prep_problems and not self._backlog.pending(self._learner):
+            # One message for the whole backlog: the first problem, and how many more.
+            first, n = self._prep_problems[0], len(self._prep_problems)
+            self._prep_problems = []
+            more = f" (and {n - 1} more)" if n > 1 else ""
+            self.learnFailed.emit(f"Instant learning left out a saved label: {first}{more}")
 
     # -- head files ---------------------------------------------------------------------
     def _head_path(self) -> Path | None:
