@@ -44,7 +44,8 @@ from .docks.tool_options import ToolOptionsPanel
 from .docks.training_panel import TrainingPanel
 from .finetuning.finetune import FinetuneController
 from .labelling.controller import Controller
-from .labelling.inference import InferenceWorker, ModelInfo
+from .labelling.inference import InferenceWorker
+from .labelling.worker_results import ModelInfo
 from .menus import (
     build_auto_finetune_menu,
     build_backbone_menu,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fcn_studio.models.model_spec import ModelId, ModelSpec
-from fcn_studio.ui.labelling.inference import InferenceResult
+from fcn_studio.ui.labelling.worker_results import InferenceResult
 from fcn_studio.ui.main_window import MainWindow
 from tests.synthetic import CLASS_NAMES
 from tests.ui.mouse import drag

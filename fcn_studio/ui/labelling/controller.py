@@ -18,8 +18,9 @@ from ...project import prediction_store
 from ...project.image_cache import ImageCache
 from ...project.project import Project
 from ...session import Change, LabelSession, Prediction, SessionStore
-from .inference import InferenceResult, InferenceWorker, ModelInfo
+from .inference import InferenceWorker
 from .saver import BackgroundSaver
+from .worker_results import InferenceResult, ModelInfo
 
 PREDICT_AHEAD = 3  # images predicted ahead of the one shown
 

@@ -26,102 +26,22 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from ...models.model_spec import BACKBONE_LABELS, ModelId, ModelSpec
-
-
-@dataclass(frozen=True)
-class InferenceResult:
-    image_id: str
-    model: ModelId  # the model that made it
-    label: np.ndarray  # H x W uint8
-    uncertainty: np.ndarray  # H x W float32 in [0, 1]
-    seconds: float
-    ahead: bool  # predicted ahead of time (not the image shown when asked)
-
-    @property
-    def mean_uncertainty(self) -> float:
-        return float(self.uncertainty.mean())
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: ModelId
-    description: str
-    class_names: tuple[str, ...]
-    device: str
-    spec: ModelSpec | None = None  # what was asked for
-    backbone: str = "vgg16"  # of the loaded network (a version's own, from its checkpoint)
-
-    @property
-    def version(self) -> str:
-        """What a stored prediction records for this model."""
-        return self.id.stored
-
-
-@dataclass(frozen=True)
-class LearnResult:
-    """One round of instant learning on the worker."""
-
-    model: ModelInfo  # the model after it (a new identity), or as rolled back to
-    images: int  # saved images learned from (0: nothing was learned)
-    seconds: float
-    skipped: tuple[str, ...] = ()  # saved images whose features were not available
-    rolled_back: bool = False
-
-    def describe(self) -> str:
-        if self.rolled_back:
-            return f"learning undone: back to {self.model.description}"
-        if self.images == 0:
-            return "nothing learned yet (no saved image with features)"
-        return f"learned from {self.images} image{'s' * (self.images != 1)} in {self.seconds:.1f} s"
-
+from ...models.model_spec import ModelId, ModelSpec
+from .model_loading import build_predictor
+from .worker_results import InferenceResult, LearnResult, ModelInfo
 
 HEADS_DIR = ".fcn_studio/heads"  # in the project: one learned head per model, kilobytes
 MAX_RELOADS_PER_LEARN = 3  # backbone forwards a learn may spend on images no longer cached
 FEATURE_CACHE_BYTES = 768 << 20
 FEATURE_DISK_BYTES = 2 << 30  # about 550 images of 500x375 at FCN-8s / VGG16
 FEATURES_DIR = ".fcn_studio/features"
-
-
-def _build_predictor(spec: ModelSpec, device: str) -> Any:
-    """Runs on the worker thread: the only place the app turns a spec into a model."""
-    from training.model_init import fresh_model
-    from training.predict import Predictor
-
-    if spec.kind == "imagenet":
-        from training.errors import WeightsUnavailableError
-        from training.weights import imagenet_weights_info
-
-        info = imagenet_weights_info(spec.backbone)
-        if not info["cached"]:
-            # Never a silent download of hundreds of MB on a background thread: the Model
-            # menu downloads with a progress dialog the person can cancel.
-            raise WeightsUnavailableError(
-                f"the ImageNet {BACKBONE_LABELS[spec.backbone]} weights are not downloaded "
-                f"yet ({info['filename']}, "
-                f"{info['size_mb']:.0f} MB, expected in {info['folder']}). Use Model > "
-                "ImageNet FCN-8s to download them, or put the file there by hand.")
-    if spec.kind == "untrained":
-        import torch
-
-        # Seeded by the class list: the same project gets the same random backbone after
-        # a restart, so the head it learned (kept in a head file) still fits it.
-        seed = int(spec.identity().key[:8], 16)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return Predictor(fresh_model(list(spec.class_names), "scratch", backbone=spec.backbone,
-                                         progress=False), device)
-    if spec.kind == "imagenet":
-        return Predictor(fresh_model(list(spec.class_names), "imagenet", backbone=spec.backbone,
-                                     progress=False), device)
-    return Predictor.load(spec.path, device, classes=list(spec.class_names), at_once=spec.at_once)
 
 
 class InferenceWorker(QObject):
@@ -336,7 +256,7 @@ class InferenceWorker(QObject):
         try:
             with self._cond:
                 device = self._device
-            predictor = _build_predictor(spec, device)
+            predictor = build_predictor(spec, device)
             model_id = spec.identity()  # a file's content hash: read here, off the GUI
         except Exception as exc:  # FCNError, OSError, bad files: the old model stays
             self.statusChanged.emit("")
