@@ -380,3 +380,14 @@ def test_core_imports_neither_qt_nor_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
     assert not {m.split(".")[0] for m in out} & {"PySide6", "shiboken6", "torch"}
+
+
+def test_saved_labels_are_listed_the_most_recently_saved_first(tmp_path: Path) -> None:
+    ids = _voc(tmp_path, n=5, labelled=3)  # im00-im02 labelled before: no save history
+    p = Project.open(tmp_path)
+    assert p.saved_newest_first() == ["im00", "im01", "im02"]  # unknown order: by id
+    p.save_label(ids[4], _label(4))
+    p.save_label(ids[1], _label(5))
+    assert p.saved_newest_first() == ["im01", "im04", "im00", "im02"]
+    p.flush()
+    assert Project.open(tmp_path).saved_newest_first() == ["im01", "im04", "im00", "im02"]
