@@ -31,6 +31,9 @@ from .instant import InstantLearner
 # maps stay in memory (a 500x375 label is 190 kB, so 200 are about 37 MB) and their
 # features fill about the feature cache's memory (768 MB at VGG16, 500x375).
 EARLIER_LABELS = 200
+# ... and at most this many bytes of label maps: 200 labels of 12-megapixel photos
+# would hold 2.4 GB.
+EARLIER_LABEL_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,12 @@ class Taken:
 class LabelBacklog:
     """What instant learning can prepare while nothing else waits, one image a step."""
 
-    def __init__(self, limit: int = EARLIER_LABELS) -> None:
-        if limit < 0:
-            raise ValueError("limit must not be negative")
+    def __init__(self, limit: int = EARLIER_LABELS, byte_limit: int = EARLIER_LABEL_BYTES) -> None:
+        if limit < 0 or byte_limit < 0:
+            raise ValueError("limit and byte_limit must not be negative")
         self.limit = limit
+        self.byte_limit = byte_limit
+        self._taken_bytes = 0  # label maps taken up so far
         self._earlier: list[EarlierLabel] = []  # newest first
         self._taken: set[str] = set()  # earlier labels tried (taken up, or refused)
         self._checked: set[str] = set()  # saved keys whose features this learner has
@@ -67,11 +72,13 @@ class LabelBacklog:
         """The labels saved before, the newest first; only the first ``limit`` count."""
         self._earlier = list(items[: self.limit])
         self._taken.clear()
+        self._taken_bytes = 0
 
     def clear(self) -> None:
         """The project closed: nothing of it is training data any more."""
         self._earlier.clear()
         self._taken.clear()
+        self._taken_bytes = 0
         self._checked.clear()
         self._problems.clear()
 
@@ -81,6 +88,7 @@ class LabelBacklog:
         self._checked.clear()
         if not kept_labels:
             self._taken.clear()
+            self._taken_bytes = 0
 
     def pending(self, learner: InstantLearner) -> bool:
         return self._next(learner) is not None
@@ -88,7 +96,7 @@ class LabelBacklog:
     def _next(self, learner: InstantLearner) -> tuple[str, EarlierLabel | str] | None:
         labelled = learner.labelled
         known = set(labelled)
-        for item in self._earlier:
+        for item in self._earlier if self._taken_bytes < self.byte_limit else ():
             if item.key not in self._taken and item.key not in known:
                 return "take", item
         for key in reversed(labelled):  # the newest first: they matter most
@@ -127,6 +135,7 @@ class LabelBacklog:
         image = None if learner.has_features(item.key) else read_image(item.image_path)
         learner.add_label(item.key, label, image, oldest=True)  # class ids are checked here
         self._checked.add(item.key)
+        self._taken_bytes += label.nbytes
         return Taken(item.key, item.image_path, label)
 
     def take_problems(self) -> list[str]:

@@ -62,6 +62,15 @@ def test_only_the_newest_earlier_labels_up_to_the_limit_are_taken(tmp_path) -> N
     assert _run(backlog, learner, root) == ["img002", "img000"]
 
 
+def test_earlier_labels_stop_at_the_byte_limit(tmp_path) -> None:
+    root = tmp_path / "data"
+    write_voc(root, n=4, n_val=0)  # 64 x 80 labels: 5120 bytes each
+    learner = _learner()
+    backlog = LabelBacklog(byte_limit=2 * 64 * 80 - 1)  # the second one reaches it
+    backlog.set_earlier(_earlier(root, ["img003", "img002", "img001", "img000"]))
+    assert _run(backlog, learner, root) == ["img003", "img002"]
+
+
 def test_a_label_that_does_not_fit_is_left_out_and_named(tmp_path) -> None:
     root = tmp_path / "data"
     write_voc(root, n=3, n_val=0)
