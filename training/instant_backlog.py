@@ -71,14 +71,12 @@ class LabelBacklog:
     def set_earlier(self, items: Sequence[EarlierLabel]) -> None:
         """The labels saved before, the newest first; only the first ``limit`` count."""
         self._earlier = list(items[: self.limit])
-        self._taken.clear()
-        self._taken_bytes = 0
+        self._forget_taken()
 
     def clear(self) -> None:
         """The project closed: nothing of it is training data any more."""
         self._earlier.clear()
-        self._taken.clear()
-        self._taken_bytes = 0
+        self._forget_taken()
         self._checked.clear()
         self._problems.clear()
 
@@ -87,21 +85,25 @@ class LabelBacklog:
         ``kept_labels`` False the earlier labels are taken up again too."""
         self._checked.clear()
         if not kept_labels:
-            self._taken.clear()
-            self._taken_bytes = 0
+            self._forget_taken()
+
+    def _forget_taken(self) -> None:
+        self._taken.clear()
+        self._taken_bytes = 0
 
     def pending(self, learner: InstantLearner) -> bool:
         return self._next(learner) is not None
 
-    def _next(self, learner: InstantLearner) -> tuple[str, EarlierLabel | str] | None:
+    def _next(self, learner: InstantLearner) -> EarlierLabel | str | None:
+        """An earlier label to take up, else the key of a saved image to check."""
         labelled = learner.labelled
         known = set(labelled)
         for item in self._earlier if self._taken_bytes < self.byte_limit else ():
             if item.key not in self._taken and item.key not in known:
-                return "take", item
+                return item
         for key in reversed(labelled):  # the newest first: they matter most
             if key not in self._checked:
-                return "features", key
+                return key
         return None
 
     def step(self, learner: InstantLearner, reload: Callable[[str], np.ndarray]) -> Taken | None:
@@ -109,10 +111,9 @@ class LabelBacklog:
         can keep it with the labels saved now), or compute one saved image's
         features (``reload(key)`` reads its image). A label or image that cannot be
         used is left out and kept in :meth:`take_problems`."""
-        job = self._next(learner)
-        if job is None:
+        what = self._next(learner)
+        if what is None:
             return None
-        kind, what = job
         if isinstance(what, EarlierLabel):
             self._taken.add(what.key)
             try:

@@ -71,7 +71,6 @@ class InferenceWorker(QObject):
         self._labels: dict[str, tuple[Path, np.ndarray]] = {}  # training data: saved labels
         self._backlog: Any = None  # training.instant_backlog.LabelBacklog, made on this thread
         self._earlier_pending: list[tuple[str, Path, Path]] | None = None  # from the GUI
-        self._prep_problems: list[str] = []  # said once the backlog is done
         self._preparing = False  # idle-time work for instant learning is left (under _cond)
         self._classes_fit = False  # the loaded model has the project's classes
         self._learn_pending: dict[str, tuple[Path, np.ndarray]] = {}
@@ -278,8 +277,6 @@ class InferenceWorker(QObject):
         when the classes are the same (their features are recomputed when idle)."""
         from training.feature_cache import FeatureCache
         from training.instant import InstantLearner
-        from training.instant_backlog import LabelBacklog
-
         self._heads.clear()
         # The old learner's order (oldest first) is the order the labels were saved in.
         order = [k for k in (self._learner.labelled if self._learner is not None else [])
@@ -288,9 +285,7 @@ class InferenceWorker(QObject):
         if not carry_labels:
             self._labels.clear()
             order = []
-        if self._backlog is None:
-            self._backlog = LabelBacklog()
-        self._backlog.new_learner(kept_labels=carry_labels)
+        self._own_backlog().new_learner(kept_labels=carry_labels)
         with self._cond:
             root = self._project_root
         # Features memory lets go of wait in the project's hidden folder (and across
@@ -301,12 +296,17 @@ class InferenceWorker(QObject):
         for image_id in order:
             self._learner.add_label(image_id, self._labels[image_id][1])
 
-    def _set_earlier(self, items: list[tuple[str, Path, Path]]) -> None:
-        from training.instant_backlog import EarlierLabel, LabelBacklog
+    def _own_backlog(self) -> Any:  # LabelBacklog: made here, so torch loads on this thread
+        from training.instant_backlog import LabelBacklog
 
         if self._backlog is None:
             self._backlog = LabelBacklog()
-        self._backlog.set_earlier([EarlierLabel(k, Path(i), Path(lab)) for k, i, lab in items])
+        return self._backlog
+
+    def _set_earlier(self, items: list[tuple[str, Path, Path]]) -> None:
+        from training.instant_backlog import EarlierLabel
+
+        self._own_backlog().set_earlier([EarlierLabel(k, Path(i), Path(lab)) for k, i, lab in items])
 
     def _prepare(self) -> None:
         """One image of idle-time work for instant learning (a backbone forward at most)."""
@@ -318,11 +318,11 @@ class InferenceWorker(QObject):
         if taken is not None:
             self._labels[taken.key] = (taken.image_path, taken.label)
         self.statusChanged.emit("")
-        self._prep_problems += self._backlog.take_problems()
-        if self._prep_problems and not self._backlog.pending(self._learner):
-            # One message for the whole backlog: the first problem, and how many more.
-            first, n = self._prep_problems[0], len(self._prep_problems)
-            self._prep_problems = []
+        # One message for the whole backlog, once it is done: the first problem, and how
+        # many more.
+        problems = [] if self._backlog.pending(self._learner) else self._backlog.take_problems()
+        if problems:
+            first, n = problems[0], len(problems)
             more = f" (and {n - 1} more)" if n > 1 else ""
             self.learnFailed.emit(f"Instant learning left out a saved label: {first}{more}")
 
